@@ -1,0 +1,47 @@
+"""Helpers shared by subcommands: output-path checks and terminal tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from msseg.errors import MssegError
+
+stderr = Console(stderr=True)
+
+
+def check_outputs(paths: Iterable[Path | None], overwrite: bool) -> None:
+    """Refuse to replace existing files unless ``overwrite``; refuse folders outright."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise MssegError(f"{path}: is a folder, expected a file path")
+        if path.exists() and not overwrite:
+            raise MssegError(f"{path}: exists; pass --overwrite to replace it")
+
+
+def progress(items: Sequence, description: str, min_items: int = 5) -> Iterable:
+    """A progress bar on stderr for runs of at least ``min_items`` items."""
+    return track(items, description=description, console=stderr, transient=True,
+                 disable=len(items) < min_items)
+
+
+def print_table(df: pd.DataFrame, title: str, digits: int = 4) -> None:
+    table = Table(title=title)
+    for col in df.columns:
+        table.add_column(str(col), justify="left" if df[col].dtype == object else "right")
+    for _, row in df.iterrows():
+        table.add_row(*(_fmt(v, digits) for v in row))
+    Console().print(table)
+
+
+def _fmt(value, digits: int) -> str:
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.{digits}g}"
+    return "" if value is None else str(value)

@@ -1,0 +1,41 @@
+"""Entry point of the ``msseg`` command. ``main(argv)`` returns the exit code (tests call it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from msseg import __version__
+from msseg.cli import demo, evaluate, stats
+from msseg.errors import MssegError
+
+SUBCOMMANDS = (evaluate, stats, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="msseg",
+        description="Spinal cord and MS lesion segmentation and evaluation.")
+    parser.add_argument("--version", action="version", version=f"msseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    try:
+        return int(args.run(args) or 0)
+    except MssegError as exc:
+        print(f"msseg {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: voxel metrics, lesion-wise metrics, chunk stacking, centerline and rater agreement."""

@@ -1,0 +1,71 @@
+"""`Image`: a voxel array that carries its geometry.
+
+Orientation and spacing are derived from the affine, never stored beside it. Orientation codes
+follow nibabel: each letter names the direction in which the voxel index *increases* (``LAS``:
+i runs to the Left, j to Anterior, k to Superior). Spinal Cord Toolbox names axes by where they
+come *from*, so SCT's ``RPI`` is nibabel's ``LAS`` (see :data:`SCT_RPI`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nibabel as nib
+import numpy as np
+
+#: SCT's "RPI" orientation expressed as a nibabel axis code.
+SCT_RPI = "LAS"
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """A 3D array with its 4x4 voxel-to-world (RAS+ mm) affine and the NIfTI header it came with.
+
+    ``header`` is kept so that masks derived from this image can be written with its exact
+    qform/sform, codes and zooms (see :func:`msseg.io.save_like`). It may be ``None`` for
+    images built in memory.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    header: nib.Nifti1Header | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        affine = np.asarray(self.affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got {affine.shape}")
+        object.__setattr__(self, "affine", affine)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along each array axis: the norms of the affine's columns."""
+        return tuple(float(s) for s in spacing_from_affine(self.affine))
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    @property
+    def orientation(self) -> str:
+        """nibabel axis code such as ``'LAS'`` (SCT's ``'RPI'``)."""
+        return "".join(nib.aff2axcodes(self.affine))
+
+    def with_data(self, data: np.ndarray) -> Image:
+        """Same geometry and header, new voxels (shape must match)."""
+        if data.shape[:3] != self.data.shape[:3]:
+            raise ValueError(f"shape {data.shape} does not match image shape {self.data.shape}")
+        return Image(data, self.affine, self.header)
+
+    def world_coordinates(self, indices: np.ndarray) -> np.ndarray:
+        """World (RAS+ mm) coordinates of voxel indices given as an (N, 3) array."""
+        idx = np.asarray(indices, dtype=np.float64).reshape(-1, 3)
+        return idx @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+
+def spacing_from_affine(affine: np.ndarray) -> np.ndarray:
+    """Voxel sizes (mm) as the Euclidean norms of the affine's first three columns."""
+    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))

@@ -1,0 +1,1 @@
+"""Preprocessing stages: orientation, resampling (each invertible)."""

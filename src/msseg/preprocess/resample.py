@@ -1,0 +1,47 @@
+"""Resampling to a voxel spacing with a correctly updated affine.
+
+The field of view is kept corner to corner: with ratio ``r = new / old`` along an axis, new voxel
+``i`` has its centre at old continuous index ``(i + 0.5) * r - 0.5``. The new affine is the old one
+composed with that index mapping, so world coordinates of voxel centres stay consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from msseg.image import Image
+
+
+def resampled_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int, ...], np.ndarray]:
+    """Shape and affine of the grid with voxel size ``spacing`` covering ``image``'s extent."""
+    old = np.asarray(image.spacing)
+    new = np.asarray(spacing, dtype=np.float64)
+    ratio = new / old
+    shape = tuple(max(1, int(round(n / r))) for n, r in zip(image.shape[:3], ratio, strict=True))
+    index_map = np.eye(4)
+    index_map[:3, :3] = np.diag(ratio)
+    index_map[:3, 3] = 0.5 * ratio - 0.5
+    return shape, image.affine @ index_map
+
+
+def resample_to_spacing(image: Image, spacing: Sequence[float], order: int = 1) -> Image:
+    """Resample ``image`` to voxel size ``spacing`` (mm). ``order=0`` for label maps."""
+    shape, affine = resampled_grid(image, spacing)
+    return resample_to_grid(image, shape, affine, order=order)
+
+
+def resample_to_grid(image: Image, shape: Sequence[int], affine: np.ndarray,
+                     order: int = 1) -> Image:
+    """Resample onto an arbitrary grid (shape + affine) by mapping its voxel centres back."""
+    vox_to_old = np.linalg.inv(image.affine) @ np.asarray(affine, dtype=np.float64)
+    data = image.data
+    out_dtype = data.dtype if order == 0 else np.float32
+    out = ndimage.affine_transform(
+        data.astype(np.float32, copy=False) if order > 0 else data,
+        vox_to_old[:3, :3], offset=vox_to_old[:3, 3], output_shape=tuple(shape),
+        order=order, mode="nearest", output=out_dtype,
+    )
+    return Image(out, affine, None)
