@@ -235,7 +235,7 @@ def perturb_mask(mask: np.ndarray, seed: int = 0, drop: int = 1, add: int = 1,
     dilated and a ``shrink_fraction`` share eroded by one voxel in-plane (boundary errors; thick
     axial slices make through-plane erosion delete whole lesions), and ``add``
     spherical false positives of radius 2 voxels are placed where ``allowed`` (default: the
-    whole image) holds and ``mask`` does not.
+    whole image) holds and ``mask`` does not; the result is restricted to ``allowed``.
     """
     from scipy import ndimage  # local: synth's phantom path needs no scipy
 
@@ -265,4 +265,4 @@ def perturb_mask(mask: np.ndarray, seed: int = 0, drop: int = 1, add: int = 1,
         box = tuple(slice(max(c - 2, 0), c + 3) for c in centre)
         grid = np.indices(out[box].shape) - (centre - [b.start for b in box])[:, None, None, None]
         out[box] |= (grid**2).sum(0) <= 4
-    return out
+    return out if allowed is None else out & np.asarray(allowed, dtype=bool)

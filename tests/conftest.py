@@ -1,0 +1,62 @@
+"""Shared fixtures: the real data in ../shared/data, pinned by checksum.
+
+Tests that need the data use the ``shared_data`` fixture: they skip with a reason when the
+folder is absent, and fail instead when ``MSSEG_REQUIRE_DATA=1`` (CI sets it). Every file is
+hashed before the session and again after it, so a test that modifies the data fails the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+REQUIRE = os.environ.get("MSSEG_REQUIRE_DATA") == "1"
+
+
+def _checksums() -> dict[str, str]:
+    sums = {}
+    for line in (DATA / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        sums[name.strip()] = digest
+    return sums
+
+
+def _verify(expected: dict[str, str]) -> list[str]:
+    bad = []
+    for name, digest in expected.items():
+        path = DATA / name
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            bad.append(name)
+    return bad
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (DATA / "SHA256SUMS").is_file():
+        message = f"shared data not found at {DATA} (needs ../shared/data beside the repo)"
+        if REQUIRE:
+            pytest.fail(message + "; MSSEG_REQUIRE_DATA=1 forbids skipping")
+        pytest.skip(message)
+    expected = _checksums()
+    bad = _verify(expected)
+    assert not bad, f"shared data differs from SHA256SUMS before the tests: {bad[:5]}"
+    yield DATA
+    bad = _verify(expected)
+    assert not bad, f"a test modified the shared data: {bad[:5]}"
+
+
+def spine_images(data: Path) -> list[Path]:
+    """Every readable 3D NIfTI under spine/ (the malformed-header file excluded; of the 14
+    PAM50 maps, which share one large grid, only the cord map)."""
+    return sorted(p for p in (data / "spine").rglob("*.nii.gz")
+                  if "_history/bad_q" not in str(p)
+                  and ("PAM50/" not in str(p) or p.name == "PAM50_cord.nii.gz"))
+
+
+def brain_lesion_masks(data: Path) -> list[Path]:
+    return sorted((data / "brain" / "3d-mr-ms" / "MNI").glob("patient*/GOLD_STANDARD*.nii.gz"))
