@@ -237,9 +237,8 @@ def perturb_mask(mask: np.ndarray, seed: int = 0, drop: int = 1, add: int = 1,
     spherical false positives of radius 2 voxels are placed where ``allowed`` (default: the
     whole image) holds and ``mask`` does not; the result is restricted to ``allowed``.
     """
-    from scipy import ndimage  # local: synth's phantom path needs no scipy
-
     import cc3d
+    from scipy import ndimage  # local: synth's phantom path needs no scipy
 
     rng = np.random.default_rng(seed)
     mask = np.asarray(mask, dtype=bool)

@@ -7,8 +7,8 @@ import itertools
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import spine_images
 
+from conftest import spine_images
 from msseg import io
 from msseg.errors import MssegError
 from msseg.image import SCT_RPI, Image

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     pred = perturb_mask(phantom.lesion.data, seed=args.seed, allowed=phantom.cord.data > 0)
     out = args.outdir
     io.save(phantom.image, out / "sub-phantom_T2w.nii.gz")
-    io.save_like(phantom.cord.data, phantom.image, out / "ref" / "sub-phantom_T2w_seg-manual.nii.gz")
+    cord_path = out / "ref_cord" / "sub-phantom_T2w_seg-manual.nii.gz"
+    io.save_like(phantom.cord.data, phantom.image, cord_path)
     ref_path = out / "ref" / "sub-phantom_T2w_lesion-manual.nii.gz"
     io.save_like(phantom.lesion.data, phantom.image, ref_path)
     pred_path = out / "pred" / "sub-phantom_T2w_label-lesion_seg.nii.gz"

@@ -1,1 +1,1 @@
-"""Evaluation: voxel metrics, lesion-wise metrics, chunk stacking, centerline and rater agreement."""
+"""Evaluation: voxel and lesion-wise metrics, chunk stacking, centerline, rater agreement."""

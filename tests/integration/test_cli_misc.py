@@ -1,0 +1,64 @@
+"""`msseg --help`, `msseg stats` and `msseg demo`, in-process; the console script once."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from msseg.cli.main import main
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["stats", "--help"],
+                                  ["demo", "--help"]])
+def test_help(argv, capsys):
+    assert main(argv) == 0
+    assert "usage: msseg" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    assert main(["nope"]) == 2
+
+
+def test_console_script_installed():
+    exe = shutil.which("msseg") or str(Path(sys.executable).with_name("msseg"))
+    result = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.startswith("msseg ")
+
+
+def test_stats_cli(tmp_path):
+    cases = [f"c{i}" for i in range(10)]
+    pd.DataFrame({"case": cases, "dice": [0.60 + 0.02 * i for i in range(10)]}).to_csv(
+        tmp_path / "model_a.csv", index=False)
+    pd.DataFrame({"case": cases, "dice": [0.65 + 0.021 * i for i in range(10)]}).to_csv(
+        tmp_path / "model_b.csv", index=False)
+    code = main(["stats", str(tmp_path / "model_a.csv"), str(tmp_path / "model_b.csv"),
+                 "--metric", "dice", "--paired", "-o", str(tmp_path / "t.csv"),
+                 "--plot", str(tmp_path / "p.png")])
+    assert code == 0
+    table = pd.read_csv(tmp_path / "t.csv")
+    wil = table[table.test == "wilcoxon_signed_rank"].iloc[0]
+    assert (wil.group_a, wil.group_b, wil.n) == ("model_a", "model_b", 10)
+    assert wil.p_value == pytest.approx(0.001953125)  # all 10 differences positive: 2 / 2^10
+    assert (tmp_path / "p.png").stat().st_size > 5000
+
+
+def test_stats_cli_errors(tmp_path, capsys):
+    pd.DataFrame({"dice": [0.5]}).to_csv(tmp_path / "a.csv", index=False)
+    assert main(["stats", str(tmp_path / "a.csv"), str(tmp_path / "a.csv"), "--metric",
+                 "nsd"]) == 1
+    assert "no column 'nsd'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "lesion_f1" in out
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert 0.5 < metrics.loc[0, "dice"] < 1.0
+    assert main(["demo", "-o", str(tmp_path)]) == 0  # re-runnable
