@@ -46,6 +46,15 @@ def test_surface_is_mask_minus_six_connected_erosion():
     assert surface(edge).sum() == 5**3 - 3**3
 
 
+def test_surface_equals_scipy_erosion_definition():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for shape in [(9, 7, 5), (1, 6, 6), (12, 12, 1)]:
+        mask = rng.random(shape) > 0.4
+        np.testing.assert_array_equal(surface(mask), mask & ~ndimage.binary_erosion(mask))
+
+
 def test_distances_hand_computed_isotropic():
     pred, ref = cubes()
     d = SurfaceDistances.compute(pred, ref, (1, 1, 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -33,15 +34,20 @@ def progress(items: Sequence, description: str, min_items: int = 5) -> Iterable:
 
 
 def print_table(df: pd.DataFrame, title: str, digits: int = 4) -> None:
+    """Print a DataFrame as a table on stdout; missing text cells are left blank."""
     table = Table(title=title)
-    for col in df.columns:
-        table.add_column(str(col), justify="left" if df[col].dtype == object else "right")
+    text = [not pd.api.types.is_numeric_dtype(df[col]) or bool(df[col].isna().all())
+            for col in df.columns]
+    for col, is_text in zip(df.columns, text, strict=True):
+        table.add_column(str(col), justify="left" if is_text else "right", no_wrap=is_text)
     for _, row in df.iterrows():
-        table.add_row(*(_fmt(v, digits) for v in row))
-    Console().print(table)
+        table.add_row(*(_fmt(v, digits, t) for v, t in zip(row, text, strict=True)))
+    Console(width=max(shutil.get_terminal_size().columns, 120)).print(table)
 
 
-def _fmt(value, digits: int) -> str:
+def _fmt(value, digits: int, is_text: bool) -> str:
+    if value is None or (is_text and pd.isna(value)):
+        return ""
     if isinstance(value, float):
         return "nan" if value != value else f"{value:.{digits}g}"
-    return "" if value is None else str(value)
+    return str(value)

@@ -27,7 +27,12 @@ from msseg.evaluation.lesions import (
     size_bin_labels,
 )
 from msseg.evaluation.stacking import split_chunk, stack_chunks
-from msseg.evaluation.voxel import SurfaceDistances, bounding_box, dice, relative_volume_error
+from msseg.evaluation.voxel import (
+    SurfaceDistances,
+    dice,
+    relative_volume_error,
+    union_bounding_box,
+)
 from msseg.image import Image
 
 #: Suffixes removed from file names to get the case id (one, the longest that matches).
@@ -79,7 +84,7 @@ def evaluate_masks(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     pred = np.asarray(pred, dtype=bool)
     ref = np.asarray(ref, dtype=bool)
     voxel_mm3 = float(np.prod(spacing))
-    box = bounding_box(pred | ref, margin=1) or tuple(slice(0, 1) for _ in pred.shape)
+    box = union_bounding_box([pred, ref], margin=1) or tuple(slice(0, 1) for _ in pred.shape)
     pred, ref = pred[box], ref[box]
     distances = SurfaceDistances.compute(pred, ref, spacing)
     match = match_lesions(pred, ref, options.overlap, options.connectivity, options.matching)

@@ -74,10 +74,11 @@ def match_lesions(pred: np.ndarray, ref: np.ndarray, overlap: float = 0.1,
     ref = np.asarray(ref, dtype=bool)
     ref_labels, n_ref = label_lesions(ref, connectivity)
     pred_labels, n_pred = label_lesions(pred, connectivity)
-    ref_sizes = np.bincount(ref_labels.ravel(), minlength=n_ref + 1)[1:]
-    pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
-    ref_hit = np.bincount(ref_labels[pred], minlength=n_ref + 1)[1:]
-    pred_hit = np.bincount(pred_labels[ref], minlength=n_pred + 1)[1:]
+    both = pred & ref  # counting on foreground voxels only: masks are sparse
+    ref_sizes = np.bincount(ref_labels[ref], minlength=n_ref + 1)[1:]
+    pred_sizes = np.bincount(pred_labels[pred], minlength=n_pred + 1)[1:]
+    ref_hit = np.bincount(ref_labels[both], minlength=n_ref + 1)[1:]
+    pred_hit = np.bincount(pred_labels[both], minlength=n_pred + 1)[1:]
     ref_overlap = ref_hit / np.maximum(ref_sizes, 1)
     pred_overlap = pred_hit / np.maximum(pred_sizes, 1)
     ref_tp = ref_overlap >= overlap

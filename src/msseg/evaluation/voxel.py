@@ -4,11 +4,14 @@ Inputs are boolean arrays of equal shape; ``spacing`` is the voxel size in mm pe
 Surfaces are defined as in MetricsReloaded (``MorphologyOps.border_map``): the mask minus its
 erosion by scipy's default structuring element (6-connectivity in 3D), voxels on the image edge
 included. Distances are Euclidean in mm from each surface voxel to the nearest surface voxel of
-the other mask (``scipy.ndimage.distance_transform_edt`` with ``sampling=spacing``).
+the other mask. MetricsReloaded and MONAI get them from a distance transform of the whole grid
+(``scipy.ndimage.distance_transform_edt(~surface, sampling=spacing)``); here a k-d tree of the
+other surface's voxel centres (in mm) is queried instead, which gives the same exact Euclidean
+distances while touching only surface voxels.
 
-Speed: every distance computation is cropped to the bounding box of ``P ∪ R`` plus one voxel,
-which changes no value (both surfaces lie inside that box and the erosion treats outside voxels
-as background either way).
+Speed: surfaces are extracted inside the bounding box of ``P ∪ R`` plus one voxel, which
+changes no value (both surfaces lie inside that box and the erosion treats outside voxels as
+background either way).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy.spatial import cKDTree
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -44,21 +47,49 @@ def relative_volume_error(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def surface(mask: np.ndarray) -> np.ndarray:
-    """Surface voxels: ``mask`` minus its 6-connected erosion (image edge counts as outside)."""
+    """Surface voxels: ``mask`` minus its 6-connected erosion (image edge counts as outside).
+
+    Equal to ``mask & ~scipy.ndimage.binary_erosion(mask)``; computed with shifted views of a
+    zero-padded copy, which is several times faster than the generic erosion.
+    """
     mask = np.asarray(mask, dtype=bool)
-    return mask & ~ndimage.binary_erosion(mask)
+    padded = np.pad(mask, 1)
+    core = (slice(1, -1),) * mask.ndim
+    interior = mask.copy()
+    for axis in range(mask.ndim):
+        for start in (0, 2):
+            shifted = list(core)
+            shifted[axis] = slice(start, start + mask.shape[axis])
+            interior &= padded[tuple(shifted)]
+    return mask & ~interior
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
     """Slices of the smallest box holding ``mask`` grown by ``margin``; None when empty."""
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        if hits.size == 0:
-            return None
-        box.append(slice(max(hits[0] - margin, 0), min(hits[-1] + 1 + margin, mask.shape[axis])))
-    return tuple(box)
+    return union_bounding_box([mask], margin)
+
+
+def union_bounding_box(masks: list[np.ndarray], margin: int = 0) -> tuple[slice, ...] | None:
+    """Bounding box of the union of same-shape 3D masks, without forming the union.
+
+    Two passes over each mask: a projection along the last axis (giving the first two axes'
+    extents) and one onto the last axis.
+    """
+    lo = np.full(3, np.iinfo(np.int64).max)
+    hi = np.full(3, -1)
+    for mask in masks:
+        plane = mask.any(axis=2)
+        hits = [np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)),
+                np.flatnonzero(mask.any(axis=(0, 1)))]
+        if hits[0].size == 0:
+            continue
+        lo = np.minimum(lo, [h[0] for h in hits])
+        hi = np.maximum(hi, [h[-1] for h in hits])
+    if hi[0] < 0:
+        return None
+    shape = masks[0].shape
+    return tuple(slice(max(int(lo[a]) - margin, 0), min(int(hi[a]) + 1 + margin, shape[a]))
+                 for a in range(3))
 
 
 @dataclass(frozen=True)
@@ -71,7 +102,8 @@ class SurfaceDistances:
     @classmethod
     def compute(cls, pred: np.ndarray, ref: np.ndarray,
                 spacing: Sequence[float]) -> SurfaceDistances:
-        box = bounding_box(np.asarray(pred, bool) | np.asarray(ref, bool), margin=1)
+        pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
+        box = union_bounding_box([pred, ref], margin=1)
         if box is None:
             empty = np.zeros(0)
             return cls(empty, empty)
@@ -79,9 +111,10 @@ class SurfaceDistances:
         if not sp.any() or not sr.any():
             # One side has no surface: distances are undefined (inf), the other side is empty.
             return cls(np.full(np.count_nonzero(sp), np.inf), np.full(np.count_nonzero(sr), np.inf))
-        spacing = tuple(float(s) for s in spacing)
-        to_ref = ndimage.distance_transform_edt(~sr, sampling=spacing)[sp]
-        to_pred = ndimage.distance_transform_edt(~sp, sampling=spacing)[sr]
+        scale = np.asarray(spacing, dtype=np.float64)
+        points_p, points_r = np.argwhere(sp) * scale, np.argwhere(sr) * scale
+        to_ref = _nearest_distance(points_r, points_p)
+        to_pred = _nearest_distance(points_p, points_r)
         return cls(to_ref, to_pred)
 
     @property
@@ -111,6 +144,12 @@ class SurfaceDistances:
             return float("nan")
         total = self.pred_to_ref.sum() + self.ref_to_pred.sum()
         return float(total / (self.pred_to_ref.size + self.ref_to_pred.size))
+
+
+def _nearest_distance(targets: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each query point to its nearest target point."""
+    tree = cKDTree(targets, balanced_tree=False, compact_nodes=False)  # faster to build
+    return tree.query(queries, k=1, workers=-1)[0]
 
 
 def normalised_surface_distance(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
