@@ -132,11 +132,20 @@ def load_mask(path: Path, label: int | None) -> Image:
     data = image.data
     if label is not None:
         return image.with_data(data == label)
-    values = np.unique(data)
-    if not np.isin(values, (0, 1)).all():
+    if not _is_binary(data):
+        values = np.unique(data)
         shown = ", ".join(f"{v:g}" for v in values[:6]) + (" …" if values.size > 6 else "")
         raise MssegError(f"{path}: mask is not binary (values {shown}); choose one with --label")
     return image.with_data(data.astype(bool))
+
+
+def _is_binary(data: np.ndarray) -> bool:
+    """All values 0 or 1 (cheap for integer types: a min/max pass instead of a sort)."""
+    if data.dtype == bool:
+        return True
+    if np.issubdtype(data.dtype, np.integer):
+        return bool(data.min() >= 0 and data.max() <= 1)
+    return bool(((data == 0) | (data == 1)).all())
 
 
 def check_same_grid(pred: Image, ref: Image, pred_path: Path, ref_path: Path) -> None:
