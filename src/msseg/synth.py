@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cc3d
 import numpy as np
+from scipy import ndimage
 
 from msseg.image import Image
 
@@ -237,8 +239,6 @@ def perturb_mask(mask: np.ndarray, seed: int = 0, drop: int = 1, add: int = 1,
     spherical false positives of radius 2 voxels are placed where ``allowed`` (default: the
     whole image) holds and ``mask`` does not; the result is restricted to ``allowed``.
     """
-    import cc3d
-    from scipy import ndimage  # local: synth's phantom path needs no scipy
 
     rng = np.random.default_rng(seed)
     mask = np.asarray(mask, dtype=bool)
