@@ -239,7 +239,6 @@ def perturb_mask(mask: np.ndarray, seed: int = 0, drop: int = 1, add: int = 1,
     spherical false positives of radius 2 voxels are placed where ``allowed`` (default: the
     whole image) holds and ``mask`` does not; the result is restricted to ``allowed``.
     """
-
     rng = np.random.default_rng(seed)
     mask = np.asarray(mask, dtype=bool)
     labels, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
