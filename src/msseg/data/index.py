@@ -1,0 +1,166 @@
+"""Index a BIDS tree or a plain folder of images with cord and lesion masks.
+
+A record per image: the image path, its cord and lesion masks (or None), contrast, orientation,
+spacing, shape, patient, session, site and chunk. Masks are found
+
+* in BIDS derivatives (``derivatives/<pipeline>/sub-*/[ses-*/]anat/``) or beside the image, named
+  ``<image stem><suffix>.nii.gz`` with a cord suffix from :data:`CORD_SUFFIXES` or a lesion suffix
+  from :data:`LESION_SUFFIXES`;
+* any NIfTI whose name ends with one of those suffixes is a mask, never an image.
+
+Contrast comes from the BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain names, from
+:data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…). The patient is the BIDS ``sub``
+entity, else the image's folder, skipping folders named like a contrast or ``anat``
+(``errsm_11/t2/t2.nii.gz`` -> ``errsm_11``), else the file stem. The site is the ``site`` (or ``institution``) column of ``participants.tsv``, else
+the letters of the subject label (``sub-unf01`` -> ``unf``), else the top folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from msseg.errors import MssegError
+from msseg.io import is_nifti, strip_nifti_suffix
+
+CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_manual_segmentation", "_sc_seg",
+                 "_seg")
+LESION_SUFFIXES = ("_label-lesion_seg", "_lesion-manual", "_lesion_seg", "_lesionseg")
+OTHER_LABEL_SUFFIXES = ("_labels-disc-manual", "_labels", "_centerline-manual", "_gmseg_manual",
+                        "_gmseg", "_seg-manual_labeled", "_probseg")
+BIDS_CONTRASTS = {"T2w": "T2w", "T2starw": "T2starw", "T2star": "T2starw", "T1w": "T1w",
+                  "PSIR": "PSIR", "STIR": "STIR", "UNIT1": "UNIT1", "MTS": "MTS", "FLAIR": "FLAIR",
+                  "T2w-sag": "T2w", "acq-sag_T2w": "T2w"}
+PLAIN_CONTRASTS = {"t2": "T2w", "t2w": "T2w", "t2s": "T2starw", "t2star": "T2starw",
+                   "gre": "T2starw", "t1": "T1w", "t1w": "T1w", "mt1": "MTS", "mt0": "MTS",
+                   "psir": "PSIR", "stir": "STIR", "flair": "FLAIR", "unit1": "UNIT1"}
+ENTITY = re.compile(r"(?:^|_)(sub|ses|acq|chunk|run)-([A-Za-z0-9]+)")
+
+
+@dataclass(frozen=True)
+class Record:
+    image: str
+    cord: str | None
+    lesion: str | None
+    contrast: str
+    orientation: str
+    spacing: tuple[float, float, float]
+    shape: tuple[int, int, int]
+    patient: str
+    session: str | None
+    site: str
+    chunk: int | None
+    fold: int | None = None
+
+
+def is_mask_name(stem: str) -> bool:
+    return stem.endswith(CORD_SUFFIXES + LESION_SUFFIXES + OTHER_LABEL_SUFFIXES) or \
+        "segmentation" in stem or stem.startswith("labels")
+
+
+def scan(root: str | Path) -> list[Record]:
+    """Index every image under ``root`` (see module docstring)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MssegError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_nifti(p))
+    masks = [p for p in files if is_mask_name(strip_nifti_suffix(p.name))]
+    images = [p for p in files if p not in set(masks) and "derivatives" not in p.parts]
+    if not images:
+        raise MssegError(f"{root}: no image found")
+    sites = _participant_sites(root)
+    return [_record(root, img, masks, sites) for img in images]
+
+
+def _record(root: Path, image: Path, masks: list[Path], sites: dict[str, str]) -> Record:
+    stem = strip_nifti_suffix(image.name)
+    entities = dict(ENTITY.findall(stem))
+    header = nib.load(str(image)).header
+    affine = header.get_best_affine()
+    rel = image.relative_to(root)
+    patient = ("sub-" + entities["sub"]) if "sub" in entities else _plain_patient(rel, stem)
+    site = sites.get(patient) or (re.sub(r"\d+$", "", entities["sub"]) if "sub" in entities
+                                  else rel.parts[0])
+    return Record(
+        image=str(image),
+        cord=_find_mask(image, stem, masks, CORD_SUFFIXES),
+        lesion=_find_mask(image, stem, masks, LESION_SUFFIXES),
+        contrast=_contrast(stem),
+        orientation="".join(nib.aff2axcodes(affine)),
+        spacing=tuple(float(z) for z in header.get_zooms()[:3]),
+        shape=tuple(int(n) for n in header.get_data_shape()[:3]),
+        patient=patient,
+        session=("ses-" + entities["ses"]) if "ses" in entities else None,
+        site=site or "unknown",
+        chunk=int(entities["chunk"]) if "chunk" in entities else None,
+    )
+
+
+def _plain_patient(rel: Path, stem: str) -> str:
+    folders = [f for f in rel.parts[:-1] if f.lower() not in (*PLAIN_CONTRASTS, "mt", "anat")]
+    return folders[-1] if folders else stem
+
+
+def _find_mask(image: Path, stem: str, masks: list[Path], suffixes: Iterable[str]) -> str | None:
+    by_name = {strip_nifti_suffix(m.name): m for m in masks}
+    for suffix in suffixes:  # most specific first
+        candidates = [m for name, m in by_name.items() if name == stem + suffix]
+        # beside the image first, then anywhere (BIDS derivatives)
+        candidates.sort(key=lambda m: m.parent != image.parent)
+        if candidates:
+            return str(candidates[0])
+    return None
+
+
+def _contrast(stem: str) -> str:
+    parts = stem.split("_")
+    if parts[-1] in BIDS_CONTRASTS:
+        return BIDS_CONTRASTS[parts[-1]]
+    key = parts[-1].lower()
+    return PLAIN_CONTRASTS.get(key, PLAIN_CONTRASTS.get(stem.lower(), parts[-1]))
+
+
+def _participant_sites(root: Path) -> dict[str, str]:
+    path = root / "participants.tsv"
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    column = next((c for c in ("site", "institution", "institution_id") if c in table.columns),
+                  None)
+    if column is None or "participant_id" not in table.columns:
+        return {}
+    return dict(zip(table["participant_id"], table[column], strict=True))
+
+
+def assign_folds(records: list[Record], k: int = 5, seed: int = 0) -> list[Record]:
+    """Patient-level k-fold split: all images (chunks, sessions) of a patient share a fold."""
+    if k < 2:
+        raise MssegError(f"--folds {k}: need at least 2 folds")
+    patients = sorted({r.patient for r in records})
+    order = np.random.default_rng(seed).permutation(len(patients))
+    fold_of = {patients[i]: rank % k for rank, i in enumerate(order)}
+    return [Record(**{**asdict(r), "fold": fold_of[r.patient]}) for r in records]
+
+
+def save_index(records: list[Record], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"records": [asdict(r) for r in records]}, indent=1))
+    return path
+
+
+def load_index(path: str | Path) -> list[Record]:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())["records"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise MssegError(f"{path}: not an msseg dataset index ({exc})") from exc
+    return [Record(**{**r, "spacing": tuple(r["spacing"]), "shape": tuple(r["shape"])})
+            for r in raw]

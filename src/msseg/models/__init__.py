@@ -1,0 +1,1 @@
+"""Networks (MONAI) and the registry of bundled models with their cards."""

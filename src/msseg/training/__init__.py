@@ -1,0 +1,1 @@
+"""Training: frozen config, self-configuration, data sampling, augmentation, the loop (DDP-ready)."""

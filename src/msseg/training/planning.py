@@ -1,0 +1,80 @@
+"""Self-configuration from the dataset fingerprint, the way nnU-Net plans its U-Nets.
+
+* target spacing: the median voxel spacing of the training images (in RPI); 2D models keep each
+  image's slice thickness and only resample in-plane;
+* patch size: the median image size at the target spacing, capped (2D 256², 3D 40×160×160
+  voxels as z×y×x order-free caps) and rounded to a multiple of the network's total stride;
+* topology: an axis is down-sampled while its feature map stays ≥ 4 voxels and its current
+  spacing is at most twice the finest one; convolution kernels are 1 along an axis whose spacing
+  is more than twice the finest (e.g. 1×3×3 for 0.5×0.5×5 mm until in-plane pooling has made
+  the in-plane spacing comparable), else 3. Up to 5 down-sampling steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Plan:
+    dims: int
+    target_spacing: tuple[float, ...]   # (x, y) for 2D, (x, y, z) for 3D, mm
+    patch_size: tuple[int, ...]
+    kernels: tuple[tuple[int, ...], ...]
+    strides: tuple[tuple[int, ...], ...]
+    filters: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Plan:
+        return cls(raw["dims"], tuple(raw["target_spacing"]), tuple(raw["patch_size"]),
+                   tuple(tuple(k) for k in raw["kernels"]),
+                   tuple(tuple(s) for s in raw["strides"]), tuple(raw["filters"]))
+
+
+MAX_PATCH = {2: (256, 256), 3: (160, 160, 40)}
+
+
+def plan(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]], dims: int,
+         patch_size: Sequence[int] | None = None, target_spacing: Sequence[float] | None = None,
+         base_filters: int = 16, max_filters: int = 256, max_levels: int = 5) -> Plan:
+    """Plan spacing, patch and topology from RPI spacings/shapes of the training images."""
+    spacings = np.asarray(spacings, dtype=float)
+    shapes = np.asarray(shapes, dtype=float)
+    if target_spacing is None:
+        target = np.median(spacings, axis=0)[:dims] if dims == 3 else np.median(
+            spacings[:, :2], axis=0)
+    else:
+        target = np.asarray(target_spacing, dtype=float)
+    extent = np.median(shapes[:, :dims] * spacings[:, :dims], axis=0)
+    size = np.minimum(np.round(extent / target), MAX_PATCH[dims])
+    if patch_size is not None:
+        size = np.asarray(patch_size, dtype=float)
+    kernels, strides = _topology(target, size, max_levels)
+    total = np.prod(np.asarray(strides), axis=0)
+    size = np.maximum(np.round(size / total), 1) * total if patch_size is None else size
+    filters = tuple(min(base_filters * 2**i, max_filters) for i in range(len(kernels)))
+    return Plan(dims, tuple(round(float(t), 4) for t in target), tuple(int(s) for s in size),
+                kernels, strides, filters)
+
+
+def _topology(spacing: np.ndarray, size: np.ndarray, max_levels: int):
+    spacing = spacing.copy()
+    size = size.copy()
+    kernels = [tuple(3 if s <= 2 * spacing.min() else 1 for s in spacing)]
+    strides = [tuple(1 for _ in spacing)]
+    for _ in range(max_levels):
+        pool = (size / 2 >= 4) & (spacing <= 2 * spacing.min())
+        if not pool.any():
+            break
+        stride = tuple(2 if p else 1 for p in pool)
+        spacing = spacing * np.asarray(stride)
+        size = size / np.asarray(stride)
+        strides.append(stride)
+        kernels.append(tuple(3 if s <= 2 * spacing.min() else 1 for s in spacing))
+    return tuple(kernels), tuple(strides)
