@@ -10,9 +10,10 @@ spacing, shape, patient, session, site and chunk. Masks are found
 
 Contrast comes from the BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain names, from
 :data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…). The patient is the BIDS ``sub``
-entity, else the image's folder, skipping folders named like a contrast or ``anat``
-(``errsm_11/t2/t2.nii.gz`` -> ``errsm_11``), else the file stem. The site is the ``site`` (or ``institution``) column of ``participants.tsv``, else
-the letters of the subject label (``sub-unf01`` -> ``unf``), else the top folder.
+entity, else the image's folder, skipping folders named like a contrast or
+``anat`` (``errsm_11/t2/t2.nii.gz`` -> ``errsm_11``), else the file stem. The site is
+the ``site`` (or ``institution``) column of ``participants.tsv``, else the letters of the
+subject label (``sub-unf01`` -> ``unf``), else the top folder.
 """
 
 from __future__ import annotations

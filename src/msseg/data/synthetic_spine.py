@@ -50,9 +50,10 @@ def _load_maps(pam50_dir: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return maps, affine
 
 
-def synthetic_spine(pam50_dir: str | Path, seed: int = 0, config: SpineConfig = SpineConfig(),
-                    prior: LesionPrior = LesionPrior()) -> tuple[Image, Image, Image]:
+def synthetic_spine(pam50_dir: str | Path, seed: int = 0, config: SpineConfig | None = None,
+                    prior: LesionPrior | None = None) -> tuple[Image, Image, Image]:
     """One random synthetic axial spine chunk: (image, cord mask, lesion mask), RPI."""
+    config, prior = config or SpineConfig(), prior or LesionPrior()
     rng = np.random.default_rng(seed)
     maps, affine = _load_maps(str(pam50_dir))
     box = _window(maps["PAM50_wm"] + maps["PAM50_gm"], rng, config)

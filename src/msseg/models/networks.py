@@ -1,4 +1,4 @@
-"""Network construction from a plan: MONAI's DynUNet (the nnU-Net topology), nothing hand-written."""
+"""Networks built from a plan: MONAI's DynUNet (the nnU-Net topology), not hand-written."""
 
 from __future__ import annotations
 

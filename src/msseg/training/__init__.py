@@ -1,1 +1,1 @@
-"""Training: frozen config, self-configuration, data sampling, augmentation, the loop (DDP-ready)."""
+"""Training: frozen config, self-configuration, sampling, augmentation, the loop (DDP)."""
