@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", help="checkpoint whose compatible weights initialise the model")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from checkpoint_last.pt")
+    p.add_argument("--max-epochs", type=int,
+                   help="stop after this many epochs in this call (resume later)")
     p.set_defaults(run=run)
 
 
@@ -48,6 +50,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from msseg.training.loop import train
 
-    out = train(config_from_args(args), resume=args.resume)
+    out = train(config_from_args(args), resume=args.resume, max_epochs=args.max_epochs)
     print(f"run folder: {out}")
     return 0

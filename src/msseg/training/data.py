@@ -107,8 +107,11 @@ class PatchSampler:
         images, targets = zip(*(self.sample() for _ in range(size)), strict=True)
         return np.stack(images), np.stack(targets)
 
+    def draw_case(self) -> int:
+        return int(self.rng.choice(len(self.cases), p=self.weights))
+
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        i = int(self.rng.choice(len(self.cases), p=self.weights))
+        i = self.draw_case()
         case = self.cases[i]
         shape = np.array(case.image.shape)
         voxels = self.cord_voxels[i]

@@ -182,7 +182,9 @@ class Trainer:
         if self.dist.main:
             console.print(text)
 
-    def run(self) -> Path:
+    def run(self, max_epochs: int | None = None) -> Path:
+        """Train until ``config.epochs`` (or ``max_epochs`` more epochs in this call: the LR
+        schedule still spans ``config.epochs``, so a budgeted run resumes seamlessly)."""
         c = self.config
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +194,8 @@ class Trainer:
                       f"plan {self.plan.patch_size} @ {self.plan.target_spacing} mm, "
                       f"world size {self.dist.world}")
         per_rank_batch = max(1, c.batch_size // self.dist.world)
-        for epoch in range(self.start_epoch, c.epochs):
+        stop = c.epochs if max_epochs is None else min(c.epochs, self.start_epoch + max_epochs)
+        for epoch in range(self.start_epoch, stop):
             start = time.perf_counter()
             loss = self._epoch(epoch, per_rank_batch)
             lr = self.optimizer.param_groups[0]["lr"]
@@ -298,10 +301,10 @@ def plot_curves(log_csv: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
+def train(config: TrainConfig, resume: bool = False, max_epochs: int | None = None) -> Path:
     trainer = Trainer(config, resume)
     try:
-        return trainer.run()
+        return trainer.run(max_epochs)
     finally:
         if trainer.dist.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
