@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -24,7 +25,7 @@ def test_config_yaml_round_trip_and_errors(tmp_path):
         TrainConfig.from_dict({"nope": 1})
     with pytest.raises(MssegError, match="sampling"):
         TrainConfig.from_dict({"sampling": "random"})
-    with pytest.raises(Exception):  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3
 
 
