@@ -14,7 +14,8 @@ from msseg.cli.main import main
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["stats", "--help"],
-                                  ["demo", "--help"]])
+                                  ["demo", "--help"], ["dataset", "--help"],
+                                  ["dataset", "scan", "--help"], ["train", "--help"]])
 def test_help(argv, capsys):
     assert main(argv) == 0
     assert "usage: msseg" in capsys.readouterr().out

@@ -123,3 +123,20 @@ def test_load_compatible_reports_skipped(tmp_path):
     assert loaded == len(target.state_dict()) - len(skipped)
     name = next(k for k in target.state_dict() if k not in skipped and "weight" in k)
     assert torch.equal(target.state_dict()[name], source.state_dict()[name])
+
+
+def test_lesion_share_centres_patches_on_lesions():
+    image = np.zeros((200, 200, 1), np.float32)
+    regions = np.zeros((2, 200, 200, 1), np.uint8)
+    regions[0, 20:180, 20:180] = 1
+    regions[1, 150:152, 150:152] = 1          # a tiny lesion in a large cord
+    from msseg.training.planning import Plan
+
+    p = Plan(2, (1.0, 1.0), (16, 16), ((3, 3),), ((1, 1),), (8,))
+    case = Case("a", "T2w", image, regions)
+    with_share = PatchSampler([case], p, np.ones(1), 1.0, 0.1, 0, lesion_share=0.5)
+    without = PatchSampler([case], p, np.ones(1), 1.0, 0.1, 0)
+    hit_with = np.mean([with_share.sample()[1][1].any() for _ in range(400)])
+    hit_without = np.mean([without.sample()[1][1].any() for _ in range(400)])
+    assert hit_with == pytest.approx(0.5, abs=0.08)
+    assert hit_without < 0.1

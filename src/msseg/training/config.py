@@ -30,6 +30,7 @@ class TrainConfig:
     sampling: str = "uniform"         # uniform | contrast-sqrt
     foreground_fraction: float = 0.67  # patches centred on the cord (with jitter); rest random
     jitter_fraction: float = 0.25     # jitter as a fraction of the patch size
+    lesion_share: float = 0.0         # of foreground patches, share centred on a lesion voxel
     patch_size: tuple[int, ...] | None = None   # None: planned from the dataset
     target_spacing: tuple[float, ...] | None = None
     base_filters: int = 16

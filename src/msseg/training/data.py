@@ -94,14 +94,19 @@ def case_weights(contrasts: Sequence[str], scheme: str) -> np.ndarray:
 
 
 class PatchSampler:
-    """Draws (image, target) patches: cord-centred with jitter, or anywhere at random."""
+    """Draws (image, target) patches: cord-centred with jitter, or anywhere at random.
+
+    With ``lesion_share`` > 0, that share of the foreground patches of scans that have lesions
+    is centred on a lesion voxel instead of a cord voxel."""
 
     def __init__(self, cases: Sequence[Case], plan: Plan, weights: np.ndarray,
-                 foreground_fraction: float, jitter_fraction: float, seed: int):
+                 foreground_fraction: float, jitter_fraction: float, seed: int,
+                 lesion_share: float = 0.0):
         self.cases, self.plan, self.weights = list(cases), plan, weights
-        self.fg, self.jitter = foreground_fraction, jitter_fraction
+        self.fg, self.jitter, self.lesion_share = foreground_fraction, jitter_fraction, lesion_share
         self.rng = np.random.default_rng(seed)
         self.cord_voxels = [np.argwhere(c.regions[0]) for c in self.cases]
+        self.lesion_voxels = [np.argwhere(c.regions[1]) for c in self.cases]
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         images, targets = zip(*(self.sample() for _ in range(size)), strict=True)
@@ -115,6 +120,8 @@ class PatchSampler:
         case = self.cases[i]
         shape = np.array(case.image.shape)
         voxels = self.cord_voxels[i]
+        if self.lesion_voxels[i].size and self.rng.random() < self.lesion_share:
+            voxels = self.lesion_voxels[i]  # oversample the rare class, as nnU-Net does
         if voxels.size and self.rng.random() < self.fg:
             centre = voxels[self.rng.integers(len(voxels))].astype(float)
         else:

@@ -215,7 +215,8 @@ class Trainer:
         seed = [c.seed, self.dist.rank, epoch]  # reseeded per epoch: resume is exact
         torch.manual_seed(int(np.random.default_rng(seed).integers(2**31)))
         sampler = PatchSampler(self.cases, self.plan, self.weights, c.foreground_fraction,
-                               c.jitter_fraction, seed=np.random.default_rng(seed).integers(2**31))
+                               c.jitter_fraction, np.random.default_rng(seed).integers(2**31),
+                               c.lesion_share)
         augmentation = build_augmentation(self.plan.dims, seed=int(sum(seed) * 7919 % 2**31))
         self.net.train()
         losses = []
