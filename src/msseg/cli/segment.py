@@ -1,0 +1,116 @@
+"""``msseg segment``: spinal cord and lesion masks for one scan, a folder or a BIDS tree.
+
+Outputs per input ``X.nii.gz`` in OUTDIR: ``X_label-SC_seg.nii.gz`` (cord, 0/1),
+``X_label-lesion_seg.nii.gz`` (lesions, 0/1), with ``--soft`` ``X_label-lesion_probseg.nii.gz``,
+and ``X_lesions.csv`` (one row per lesion); ``summary.csv`` has one row per scan. Masks are in
+the input's native space with its exact header; inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from msseg import io
+from msseg.cli.common import print_table, stderr
+from msseg.errors import MssegError
+from msseg.inference.batch import Job, collect_inputs, run_batch
+from msseg.inference.segment import SegmentOptions
+from msseg.models.registry import bundled_models, find_model
+from msseg.postprocess import PostprocessConfig
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment the cord and MS lesions", description=__doc__)
+    p.add_argument("task", nargs="?", help="bundled task name (see --list) or a model folder")
+    p.add_argument("-i", "--input", nargs="+", type=Path, help="images and/or folders")
+    p.add_argument("-o", "--outdir", type=Path, help="output folder")
+    p.add_argument("--list", action="store_true", help="list bundled tasks and their cards")
+    p.add_argument("--soft", action="store_true", help="also write the lesion probability map")
+    p.add_argument("--no-crop", action="store_true", help="predict the whole field of view")
+    p.add_argument("--tta", action="store_true", help="average with a left-right mirrored pass")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--min-lesion-volume-mm3", type=float, default=3.0)
+    p.add_argument("--cord-margin-mm", type=float, default=2.0,
+                   help="lesions are kept within the cord dilated by this margin")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    p.add_argument("--dask-scheduler", help="address of a Dask distributed scheduler")
+    p.add_argument("--qc", type=Path, help="write a static QC page (index.html) into this folder")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        return list_tasks()
+    if not args.task or not args.input or not args.outdir:
+        raise MssegError("give TASK, -i INPUT… and -o OUTDIR (or --list)")
+    if not 0 < args.threshold < 1:
+        raise MssegError(f"--threshold {args.threshold}: must be in (0, 1)")
+    model = find_model(args.task)
+    inputs = collect_inputs(args.input)
+    options = SegmentOptions(
+        threshold=args.threshold, crop=not args.no_crop, tta=args.tta, device=args.device,
+        postprocess=PostprocessConfig(cord_margin_mm=args.cord_margin_mm,
+                                      min_lesion_volume_mm3=args.min_lesion_volume_mm3))
+    jobs = [Job(path.resolve(), args.outdir.resolve(), model.path, options, args.soft, args.qc)
+            for path in inputs]
+    single = len(jobs) == 1
+    summary = _run(jobs, args, write_summary=not single)
+    failed = summary[summary.status == "failed"]
+    if single and len(failed):
+        raise MssegError(failed.iloc[0].error)
+    _write_summary(summary, args.outdir)
+    if args.qc is not None:
+        from msseg.report.qc import write_index
+
+        tables = {j.name: pd.read_csv(j.outputs()["table"]) for j in jobs if j.done()}
+        print(f"QC page: {write_index(args.qc, summary, tables)}")
+    print_table(summary.drop(columns="error"), f"msseg segment {model.path.name}")
+    for row in failed.itertuples():
+        print(f"failed: {row.scan}: {row.error}", file=sys.stderr)
+    _print_viewer(jobs, summary)
+    return 1 if len(failed) else 0
+
+
+def _run(jobs: list[Job], args, write_summary: bool) -> pd.DataFrame:
+    from rich.progress import Progress
+
+    rows = []
+    with Progress(console=stderr, transient=True, disable=len(jobs) < 2) as progress:
+        task = progress.add_task("segmenting", total=len(jobs))
+
+        def done(row: dict) -> None:
+            rows.append(row)
+            progress.advance(task)
+            if write_summary:  # kept current, so a killed batch still has its record
+                _write_summary(pd.DataFrame(rows), args.outdir)
+
+        return run_batch(jobs, args.jobs, args.dask_scheduler, done)
+
+
+def _write_summary(summary: pd.DataFrame, outdir: Path) -> None:
+    io.write_csv(summary, outdir / "summary.csv")
+
+
+def _print_viewer(jobs: list[Job], summary: pd.DataFrame) -> None:
+    ok = [j for j, s in zip(jobs, summary.status, strict=True) if s != "failed"]
+    if ok:
+        j = ok[0]
+        out = j.outputs()
+        print(f"view: fsleyes {j.image} {out['cord']} -cm green -a 40 "
+              f"{out['lesion']} -cm red -a 70")
+
+
+def list_tasks() -> int:
+    models = bundled_models()
+    if not models:
+        print("no bundled model")
+    for model in models:
+        print(f"== {model.path.name} ==\n{model.card}\n")
+    return 0
+
+

@@ -1,0 +1,1 @@
+"""Reports: static QC pages."""

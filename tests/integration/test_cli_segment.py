@@ -1,0 +1,245 @@
+"""`msseg segment` end to end: outputs, headers, batches, resume, failures, Dask, QC, bad input.
+
+Uses a tiny model trained here on phantoms (fast, tests the machinery) and, where marked, the
+bundled `lesion_ms_axial_t2` model on the real scans of ../shared/data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from msseg import io
+from msseg.cli.main import main
+from msseg.data.index import load_index
+from msseg.evaluation.voxel import dice
+from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.models.registry import bundled_models, find_model, package_checkpoint
+from msseg.postprocess import dilate_mm
+from msseg.training.config import TrainConfig
+from msseg.training.loop import train
+from phantom_data import phantom_index
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny")
+    index = phantom_index(tmp, n=3)
+    config = TrainConfig(dataset=str(index), output=str(tmp / "run"), epochs=1,
+                         iterations_per_epoch=3, batch_size=2, patch_size=(32, 32),
+                         base_filters=4, max_filters=16, val_max_cases=1, num_threads=1)
+    run = train(config)
+    model = package_checkpoint(run / "checkpoint_best.pt", tmp / "model", "# tiny test model\n")
+    return model.path, [Path(r.image) for r in load_index(index)]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def segment(*argv) -> int:
+    return main(["segment", *map(str, argv)])
+
+
+def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, capsys):
+    model, images = tiny_model
+    before = digest(images[0])
+    assert segment(model, "-i", images[0], "-o", tmp_path / "out", "--soft") == 0
+    stem = io.strip_nifti_suffix(images[0].name)
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {f"{stem}_label-SC_seg.nii.gz", f"{stem}_label-lesion_seg.nii.gz",
+            f"{stem}_label-lesion_probseg.nii.gz", f"{stem}_lesions.csv",
+            "summary.csv"} == names
+    assert digest(images[0]) == before
+    src = nib.load(images[0]).header
+    for suffix in ("_label-SC_seg", "_label-lesion_seg", "_label-lesion_probseg"):
+        out = nib.load(tmp_path / "out" / f"{stem}{suffix}.nii.gz")
+        for key in io.GEOMETRY_FIELDS:
+            np.testing.assert_array_equal(out.header[key], src[key])
+    prob = nib.load(tmp_path / "out" / f"{stem}_label-lesion_probseg.nii.gz").get_fdata()
+    assert prob.min() >= 0 and prob.max() <= 1
+    table = pd.read_csv(tmp_path / "out" / f"{stem}_lesions.csv")
+    assert list(table.columns) == [
+        "lesion_id", "volume_mm3", "length_si_mm", "max_axial_area_mm2",
+        "equivalent_diameter_mm", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
+        "slice_min", "slice_max", "mean_probability", "region"]
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert list(summary.columns[:6]) == ["scan", "status", "n_lesions",
+                                         "total_lesion_volume_mm3", "cord_volume_mm3", "seconds"]
+    assert "view: fsleyes" in capsys.readouterr().out
+
+
+def test_batch_resume_and_failure(tiny_model, tmp_path):
+    model, images = tiny_model
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for image in images:
+        shutil.copy(image, folder / image.name)
+    bad = np.zeros((8, 8, 4), np.float32)
+    bad[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(bad, np.eye(4)), folder / "broken.nii.gz")
+    out = tmp_path / "out"
+    assert segment(model, "-i", folder, "-o", out) == 1  # one scan failed
+    summary = pd.read_csv(out / "summary.csv").set_index("scan")
+    assert summary.loc["broken", "status"] == "failed"
+    assert "NaN" in summary.loc["broken", "error"]
+    assert (summary.drop(index="broken").status == "ok").all()
+    # simulate a kill in the middle of one scan: its table (written last) is missing
+    first = io.strip_nifti_suffix(images[0].name)
+    (out / f"{first}_lesions.csv").unlink()
+    kept = (out / f"{io.strip_nifti_suffix(images[1].name)}_label-SC_seg.nii.gz").stat().st_mtime
+    (folder / "broken.nii.gz").unlink()
+    assert segment(model, "-i", folder, "-o", out) == 0
+    summary = pd.read_csv(out / "summary.csv").set_index("scan")
+    assert summary.loc[first, "status"] == "ok"
+    assert (summary.drop(index=first).status == "skipped (done)").all()
+    assert (out / f"{io.strip_nifti_suffix(images[1].name)}_label-SC_seg.nii.gz"
+            ).stat().st_mtime == kept
+
+
+def test_jobs_and_dask_local_cluster(tiny_model, tmp_path):
+    from dask.distributed import LocalCluster
+
+    model, images = tiny_model
+    assert segment(model, "-i", *images[:2], "-o", tmp_path / "jobs", "--jobs", "2") == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None, processes=True) as cluster:
+        assert segment(model, "-i", *images[:2], "-o", tmp_path / "dask",
+                       "--dask-scheduler", cluster.scheduler_address) == 0
+    for name in ("jobs", "dask"):
+        summary = pd.read_csv(tmp_path / name / "summary.csv")
+        assert (summary.status == "ok").all() and len(summary) == 2
+    for image in images[:2]:
+        stem = io.strip_nifti_suffix(image.name)
+        a = nib.load(tmp_path / "jobs" / f"{stem}_label-SC_seg.nii.gz").get_fdata()
+        b = nib.load(tmp_path / "dask" / f"{stem}_label-SC_seg.nii.gz").get_fdata()
+        np.testing.assert_array_equal(a, b)
+
+
+def make_bad_inputs(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True)
+    eye = np.diag([0.5, 0.5, 5.0, 1.0])
+    data = np.random.default_rng(0).random((16, 16, 6)).astype(np.float32)
+    paths = {}
+    (folder / "notes.txt").write_text("not an image")
+    paths["non-NIfTI"] = folder / "notes.txt"
+    nib.save(nib.Nifti1Image(np.stack([data, data], -1), eye), folder / "four_d.nii.gz")
+    paths["4D"] = folder / "four_d.nii.gz"
+    nan = data.copy()
+    nan[1, 1, 1] = np.nan
+    nib.save(nib.Nifti1Image(nan, eye), folder / "nan.nii.gz")
+    paths["NaN"] = folder / "nan.nii.gz"
+    nib.save(nib.Nifti1Image(data[:, :, :1], eye), folder / "one_slice.nii.gz")
+    paths["single slice"] = folder / "one_slice.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros_like(data), eye), folder / "empty.nii.gz")
+    paths["empty"] = folder / "empty.nii.gz"
+    c, s = np.cos(np.pi / 4), np.sin(np.pi / 4)
+    oblique = np.array([[0.5 * c, -0.5 * s, 0, 0], [0.5 * s, 0.5 * c, 0, 0], [0, 0, 5, 0],
+                        [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(data, oblique), folder / "oblique.nii.gz")
+    paths["oblique"] = folder / "oblique.nii.gz"
+    return paths
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("non-NIfTI", "not a NIfTI"), ("4D", "3D"), ("NaN", "NaN"), ("single slice", "single slice"),
+    ("empty", "empty"), ("oblique", "oblique"),
+])
+def test_bad_inputs_clear_error_nothing_written(tiny_model, tmp_path, capsys, kind, message):
+    model, _ = tiny_model
+    paths = make_bad_inputs(tmp_path / "bad")
+    out = tmp_path / "out"
+    assert segment(model, "-i", paths[kind], "-o", out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("msseg segment: error:") and message in err[-1], err
+    assert paths[kind].name in err[-1]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_quaternion_and_usage_errors(tiny_model, tmp_path, capsys, shared_data):
+    model, _ = tiny_model
+    bad = shared_data / "spine/sct_testing_data/_history/bad_quaternion.nii.gz"
+    assert segment(model, "-i", bad, "-o", tmp_path / "o") == 1
+    assert "bad_quaternion" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert segment("no_such_task", "-i", bad, "-o", tmp_path / "o") == 1
+    assert "unknown task" in capsys.readouterr().err
+    assert segment(model, "-i", tmp_path / "missing.nii.gz", "-o", tmp_path / "o") == 1
+
+
+@pytest.mark.slow
+def test_qc_page_in_headless_chromium(tiny_model, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian package chromium not installed (make test installs it)")
+    model, images = tiny_model
+    qc = tmp_path / "qc"
+    assert segment(model, "-i", *images, "-o", tmp_path / "out", "--qc", qc) == 0
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    page = (qc / "index.html").as_uri()
+    dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    for image in images:
+        assert f"id=\"{io.strip_nifti_suffix(image.name)}\"" in dom
+    assert dom.count("<section class=\"scan\"") == len(images)
+    png = tmp_path / "page.png"
+    subprocess.run([browser, *flags, f"--screenshot={png}", "--window-size=1200,1600", page],
+                   capture_output=True, timeout=120, check=True)
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(png)
+    assert pixels.std() > 0.05  # not blank
+    assert (pixels[..., :3].mean(-1) < 0.5).mean() > 0.01  # dark image content drawn
+
+
+# ---------------------------------------------------------------- the bundled model, real data
+
+def bundled():
+    models = [m for m in bundled_models() if m.path.name == "lesion_ms_axial_t2"]
+    if not models:
+        pytest.fail("bundled model lesion_ms_axial_t2 is missing from the package")
+    return models[0]
+
+
+@pytest.mark.slow
+def test_crop_agrees_with_no_crop_on_real_scans(shared_data):
+    model = bundled()
+    crop, full = (Segmenter(model, SegmentOptions(crop=c)) for c in (True, False))
+    for rel in ("spine/sct_2014_testing/errsm_18/gre/gre.nii.gz",
+                "spine/ms_patient_unlabelled/t2_ms/t2.nii.gz",
+                "spine/sct_testing_data/t2s/t2s.nii.gz"):
+        image = io.load(shared_data / rel)
+        a, b = crop.segment(image), full.segment(image)
+        assert dice(a.cord.data > 0, b.cord.data > 0) >= 0.99, rel
+        assert dice(a.lesion.data > 0, b.lesion.data > 0) >= 0.99, rel
+
+
+@pytest.mark.slow
+def test_real_ms_patient_plausibility(shared_data, tmp_path, capsys):
+    image_path = shared_data / "spine/ms_patient_unlabelled/t2_ms/t2.nii.gz"
+    assert segment("lesion_ms_axial_t2", "-i", image_path, "-o", tmp_path) == 0
+    cord = nib.load(tmp_path / "t2_label-SC_seg.nii.gz").get_fdata() > 0
+    lesion = nib.load(tmp_path / "t2_label-lesion_seg.nii.gz").get_fdata() > 0
+    assert cord.any(axis=(0, 1)).all(), "cord missing on some axial slice"
+    margin = dilate_mm(cord, nib.load(image_path).header.get_zooms()[:3], 2.0)
+    assert not (lesion & ~margin).any()
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary.loc[0, "seconds"] > 0
+    print(f"t2_ms: {summary.loc[0, 'seconds']:.1f} s, {summary.loc[0, 'n_lesions']} lesions")
+
+
+def test_list_shows_bundled_model_card(capsys):
+    bundled()
+    assert main(["segment", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "lesion_ms_axial_t2" in out and "cord Dice" in out
+    assert find_model("lesion_ms_axial_t2").plan.dims == 2
