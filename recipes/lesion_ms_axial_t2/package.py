@@ -1,6 +1,7 @@
 """Evaluate the trained `lesion_ms_axial_t2` checkpoint on the held-out subjects and bundle it.
 
-Runs the native-space predictor on every validation image of the dataset index (fold 0):
+Runs the `msseg segment` pipeline (crop-accelerated, post-processed, native space) on every
+validation image of the dataset index (fold 0):
 cord Dice on the real held-out scans as they are, lesion Dice / lesion-wise F1 (published
 matching, θ = 0.1) on the same scans with synthesised lesions, and volume-wise specificity on
 the lesion-free originals. Writes the model folder with its card into the package.
@@ -25,26 +26,26 @@ from msseg import io
 from msseg.data.index import load_index
 from msseg.evaluation.engine import EvalOptions, evaluate_masks
 from msseg.evaluation.voxel import dice
-from msseg.inference.predictor import Predictor
+from msseg.inference.segment import Segmenter, SegmentOptions
 from msseg.models.registry import BUNDLED, ModelFolder, package_checkpoint
 
 
 def evaluate(model: ModelFolder, index: Path) -> pd.DataFrame:
-    predictor = Predictor(model)
+    segmenter = Segmenter(model, SegmentOptions())
     rows = []
     for record in (r for r in load_index(index) if r.fold == 0):
         image = io.load(record.image)
         start = time.perf_counter()
-        pred = predictor.predict(image)
+        pred = segmenter.segment(image, record.image)
         seconds = time.perf_counter() - start
         cord_ref = io.load(record.cord).data > 0.5
         lesion_ref = (io.load(record.lesion).data > 0 if record.lesion
                       else np.zeros_like(cord_ref))
-        lesion_pred = pred.masks["lesion"].data > 0
+        lesion_pred = pred.lesion.data > 0
         metrics, _ = evaluate_masks(lesion_pred, lesion_ref, image.spacing, EvalOptions())
         rows.append({"image": Path(record.image).name, "patient": record.patient,
                      "contrast": record.contrast, "synthetic_lesions": record.lesion is not None,
-                     "cord_dice": dice(pred.masks["cord"].data > 0, cord_ref),
+                     "cord_dice": dice(pred.cord.data > 0, cord_ref),
                      "lesion_dice": metrics["dice"], "lesion_f1": metrics["lesion_f1"],
                      "n_ref_lesions": metrics["n_ref_lesions"],
                      "n_pred_lesions": metrics["n_pred_lesions"], "seconds": seconds})
@@ -113,14 +114,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("work/lesion_ms_axial_t2/run"))
     parser.add_argument("--index", type=Path, default=Path("work/lesion_ms_axial_t2/dataset.json"))
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
     args = parser.parse_args()
-    staging = package_checkpoint(args.run / "checkpoint_best.pt", args.run / "package", "")
+    checkpoint = args.run / f"checkpoint_{args.checkpoint}.pt"
+    staging = package_checkpoint(checkpoint, args.run / "package", "")
     table = evaluate(staging, args.index)
     table.to_csv(args.run / "validation.csv", index=False)
     log = pd.read_csv(args.run / "log.csv")
     text = card(table, log, staging)
-    model = package_checkpoint(args.run / "checkpoint_best.pt", BUNDLED / "lesion_ms_axial_t2",
-                               text)
+    model = package_checkpoint(checkpoint, BUNDLED / "lesion_ms_axial_t2", text)
     print(text)
     print(f"bundled at {model.path}")
 

@@ -112,15 +112,17 @@ def load_compatible(model: torch.nn.Module, checkpoint: str | Path) -> tuple[int
 
 
 def validate(model: torch.nn.Module, cases: list[Case], plan_: Plan, device) -> tuple:
+    """Mean cord Dice over the validation cases and mean lesion Dice over those with lesions
+    (the best checkpoint is chosen on their mean)."""
     if not cases:
         return float("nan"), float("nan")
-    scores = []
+    cord, lesion = [], []
     for case in cases:
-        prob = predict_probabilities(model, case.image, plan_, device=device)
-        pred = prob > 0.5
-        scores.append((dice(pred[0], case.regions[0] > 0), dice(pred[1], case.regions[1] > 0)))
-    cord, lesion = np.mean(scores, axis=0)
-    return float(cord), float(lesion)
+        pred = predict_probabilities(model, case.image, plan_, device=device) > 0.5
+        cord.append(dice(pred[0], case.regions[0] > 0))
+        if case.regions[1].any():  # lesion-free cases would score 1 for predicting nothing
+            lesion.append(dice(pred[1], case.regions[1] > 0))
+    return float(np.mean(cord)), float(np.mean(lesion)) if lesion else float("nan")
 
 
 class Trainer:
