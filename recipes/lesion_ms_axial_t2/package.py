@@ -52,13 +52,16 @@ def evaluate(model: ModelFolder, index: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+STAGES = ("run_stage1", "run_stage2", "run")  # config_stage1.yaml, config_stage2.yaml, config.yaml
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
     return "\n".join(lines)
 
 
-def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder) -> str:
+def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder, stages: str) -> str:
     real = table[~table.synthetic_lesions]
     synth = table[table.synthetic_lesions]
     size_mb = (model.path / "model.pt").stat().st_size / 1e6
@@ -81,10 +84,12 @@ def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder) -> str:
   spinal cord exists in public data, so lesion performance is measured on synthesised lesions.
 * **Validation data** (held out, never trained on): subjects errsm_24 (sagittal T2w, axial MT)
   and sub-unf01 (T2w, T2*w, T1w at 1 mm).
-* **Training**: {len(log)} epochs × {model.config.iterations_per_epoch} iterations, batch
-  {model.config.batch_size}, SGD (momentum 0.99, Nesterov) with poly LR from
-  {model.config.learning_rate}; {log.seconds.sum() / 60:.0f} min on {os.cpu_count()} CPU cores
-  ({platform.processor() or platform.machine()}), no GPU. Best epoch by validation Dice.
+* **Training**: three stages, each initialised from the previous one (`--init-from`):
+  {stages}; {model.config.iterations_per_epoch} iterations of batch
+  {model.config.batch_size} per epoch, SGD (momentum 0.99, Nesterov) with poly LR; in all
+  {log.seconds.sum() / 60:.0f} min on {os.cpu_count()} CPU cores
+  ({platform.processor() or platform.machine()}, shared with other work), no GPU. The final
+  checkpoint is the stage-3 epoch with the best mean(cord Dice, lesion Dice) on validation.
 * **Date**: {datetime.date.today().isoformat()}. **License**: MIT (weights and code).
 
 ## Validation metrics (held-out subjects)
@@ -120,8 +125,10 @@ def main() -> None:
     staging = package_checkpoint(checkpoint, args.run / "package", "")
     table = evaluate(staging, args.index)
     table.to_csv(args.run / "validation.csv", index=False)
-    log = pd.read_csv(args.run / "log.csv")
-    text = card(table, log, staging)
+    logs = {name: pd.read_csv(args.run.parent / name / "log.csv") for name in STAGES
+            if (args.run.parent / name / "log.csv").exists()}
+    stages = ", ".join(f"{name} {len(log)} epochs" for name, log in logs.items())
+    text = card(table, pd.concat(logs.values()), staging, stages)
     model = package_checkpoint(checkpoint, BUNDLED / "lesion_ms_axial_t2", text)
     print(text)
     print(f"bundled at {model.path}")

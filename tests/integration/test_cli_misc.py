@@ -59,7 +59,12 @@ def test_stats_cli_errors(tmp_path, capsys):
 def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "lesion_f1" in out
+    assert "lesion_f1" in out and "cord Dice" in out
     metrics = pd.read_csv(tmp_path / "metrics.csv")
-    assert 0.5 < metrics.loc[0, "dice"] < 1.0
+    assert len(metrics) == 1 and 0 <= metrics.loc[0, "dice"] <= 1
+    segmented = tmp_path / "segmentation" / "sub-phantom_T2w_label-SC_seg.nii.gz"
+    assert segmented.exists()  # the bundled model segmented the phantom
+    cord_dice = float(out.split("cord Dice ")[1].split()[0])
+    assert cord_dice > 0.7  # the phantom's cord is found
+    assert (tmp_path / "qc" / "index.html").exists()
     assert main(["demo", "-o", str(tmp_path)]) == 0  # re-runnable
