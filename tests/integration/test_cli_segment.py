@@ -243,3 +243,24 @@ def test_list_shows_bundled_model_card(capsys):
     out = capsys.readouterr().out
     assert "lesion_ms_axial_t2" in out and "cord Dice" in out
     assert find_model("lesion_ms_axial_t2").plan.dims == 2
+
+
+def test_outputs_keep_header_for_every_orientation(tiny_model, tmp_path, shared_data):
+    model, _ = tiny_model
+    spine = shared_data / "spine"
+    images = {"LAS": spine / "sct_testing_data/t2s/t2s.nii.gz",
+              "PSR": spine / "sct_testing_data/t2/t2.nii.gz",
+              "RAS": spine / "sct_testing_data/t1/t1w.nii.gz"}
+    for code, path in images.items():
+        assert io.load(path).orientation == code
+        out = tmp_path / code
+        assert segment(model, "-i", path, "-o", out, "--soft") == 0
+        src = nib.load(path)
+        stem = io.strip_nifti_suffix(path.name)
+        for suffix in ("_label-SC_seg", "_label-lesion_seg", "_label-lesion_probseg"):
+            res = nib.load(out / f"{stem}{suffix}.nii.gz")
+            assert res.shape == src.shape
+            np.testing.assert_array_equal(res.get_qform(), src.get_qform())
+            np.testing.assert_array_equal(res.get_sform(), src.get_sform())
+            for key in io.GEOMETRY_FIELDS:
+                np.testing.assert_array_equal(res.header[key], src.header[key], err_msg=key)
