@@ -264,3 +264,17 @@ def test_outputs_keep_header_for_every_orientation(tiny_model, tmp_path, shared_
             np.testing.assert_array_equal(res.get_sform(), src.get_sform())
             for key in io.GEOMETRY_FIELDS:
                 np.testing.assert_array_equal(res.header[key], src.header[key], err_msg=key)
+
+
+def test_onnx_backend_matches_torch(tiny_model, tmp_path):
+    model, images = tiny_model
+    assert segment(model, "-i", images[0], "-o", tmp_path / "torch", "--soft") == 0
+    assert segment(model, "-i", images[0], "-o", tmp_path / "onnx", "--soft",
+                   "--backend", "onnx") == 0
+    stem = io.strip_nifti_suffix(images[0].name)
+    a = nib.load(tmp_path / "torch" / f"{stem}_label-lesion_probseg.nii.gz").get_fdata()
+    b = nib.load(tmp_path / "onnx" / f"{stem}_label-lesion_probseg.nii.gz").get_fdata()
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    c = nib.load(tmp_path / "torch" / f"{stem}_label-SC_seg.nii.gz").get_fdata() > 0
+    d = nib.load(tmp_path / "onnx" / f"{stem}_label-SC_seg.nii.gz").get_fdata() > 0
+    assert dice(c, d) >= 0.99

@@ -37,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cord-margin-mm", type=float, default=2.0,
                    help="lesions are kept within the cord dilated by this margin")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                   help="onnx: ONNX Runtime on CPU (needs the onnx extra)")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes")
     p.add_argument("--dask-scheduler", help="address of a Dask distributed scheduler")
     p.add_argument("--qc", type=Path, help="write a static QC page (index.html) into this folder")
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.input)
     options = SegmentOptions(
         threshold=args.threshold, crop=not args.no_crop, tta=args.tta, device=args.device,
+        backend=args.backend,
         postprocess=PostprocessConfig(cord_margin_mm=args.cord_margin_mm,
                                       min_lesion_volume_mm3=args.min_lesion_volume_mm3))
     jobs = [Job(path.resolve(), args.outdir.resolve(), model.path, options, args.soft, args.qc)

@@ -37,6 +37,7 @@ class SegmentOptions:
     crop: bool = True
     tta: bool = False
     device: str = "cpu"
+    backend: str = "torch"  # torch | onnx
     crop_margin_mm: float = 20.0
     locate_step: int = 3
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
@@ -79,6 +80,12 @@ class Segmenter:
         self.model, self.options = model, options
         self.plan = model.plan
         self.network = model.load_network(options.device)
+        if options.backend == "onnx":
+            from msseg.inference.onnx_backend import OnnxNetwork
+
+            self.network = OnnxNetwork(self.network, self.plan.patch_size)
+        elif options.backend != "torch":
+            raise MssegError(f"--backend {options.backend!r}: must be torch or onnx")
 
     def _predict(self, volume: np.ndarray, overlap: float = 0.5) -> np.ndarray:
         prob = predict_probabilities(self.network, volume, self.plan, overlap=overlap,
