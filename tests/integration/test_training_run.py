@@ -108,3 +108,19 @@ def test_unknown_task_lists_bundled():
 
     with pytest.raises(MssegError, match="unknown task 'nope'"):
         find_model("nope")
+
+
+@pytest.mark.slow
+def test_3d_training_and_prediction(index, tmp_path):
+    from msseg import io
+    from msseg.data.index import load_index
+    from msseg.inference.segment import Segmenter, SegmentOptions
+    from msseg.models.registry import package_checkpoint
+
+    run = train(tiny(index, tmp_path / "3d", dims=3, epochs=1, patch_size=(32, 32, 4)))
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["dims"] == 3 and plan["kernels"][0] == [3, 3, 1]  # 0.7 x 0.7 x 5 mm voxels
+    model = package_checkpoint(run / "checkpoint_last.pt", tmp_path / "m3d", "# 3d\n")
+    image = io.load(load_index(index)[0].image)
+    result = Segmenter(model, SegmentOptions(crop=False)).segment(image)
+    assert result.cord.shape == image.shape and result.cord.header is image.header
