@@ -84,7 +84,7 @@ def test_ddp_two_cpu_processes(index, tmp_path):
 def test_package_and_predict_in_native_space(index, tmp_path):
     from msseg import io
     from msseg.data.index import load_index
-    from msseg.inference.predictor import Predictor
+    from msseg.inference.segment import Segmenter
     from msseg.models.registry import find_model, package_checkpoint
 
     run = train(tiny(index, tmp_path / "a", epochs=1))
@@ -93,13 +93,12 @@ def test_package_and_predict_in_native_space(index, tmp_path):
     assert model.config.task == "lesion_ms_axial_t2"
     assert (model.path / "model.pt").stat().st_size < 50e6
     image = io.load(load_index(index)[0].image)
-    prediction = Predictor(model).predict(image)
-    for name in ("cord", "lesion"):
-        mask = prediction.masks[name]
+    result = Segmenter(model).segment(image)
+    for mask in (result.cord, result.lesion):
         assert mask.shape == image.shape and mask.header is image.header
         assert set(mask.data.ravel().tolist()) <= {0, 1}
-        prob = prediction.probabilities[name].data
-        assert prob.min() >= 0 and prob.max() <= 1
+    prob = result.lesion_probability.data
+    assert prob.min() >= 0 and prob.max() <= 1
 
 
 def test_unknown_task_lists_bundled():

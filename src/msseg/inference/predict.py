@@ -22,18 +22,14 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, plan: Plan,
     volume = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
     if plan.dims == 2:
         inputs = volume.permute(2, 0, 1)[:, None]            # (Z, 1, X, Y)
-        roi = _fit(plan.patch_size, inputs.shape[2:])
+        roi = tuple(plan.patch_size)  # MONAI pads images smaller than the window
         chunks = [sliding_window_inference(inputs[i:i + 16], roi, batch_size, model,
                                            overlap=overlap, mode="gaussian")
                   for i in range(0, inputs.shape[0], 16)]
         logits = torch.cat(chunks).permute(1, 2, 3, 0)        # (C, X, Y, Z)
     else:
-        roi = _fit(plan.patch_size, volume.shape)
+        roi = tuple(plan.patch_size)
         logits = sliding_window_inference(volume[None, None], roi, batch_size, model,
                                           overlap=overlap, mode="gaussian")[0]
     return torch.sigmoid(logits).cpu().numpy()
 
-
-def _fit(patch: tuple[int, ...], shape) -> tuple[int, ...]:
-    """The window is the patch size (MONAI pads images smaller than it)."""
-    return tuple(int(p) for p in patch)
