@@ -43,6 +43,7 @@ def lesion_table(lesion: Image, probability: Image | None = None,
     stats = cc3d.statistics(labels)
     voxel_mm3 = lesion.voxel_volume_mm3
     rpi = to_rpi(lesion.with_data(labels))
+    rpi_boxes = cc3d.statistics(rpi.data)["bounding_boxes"]
     axial_area = float(np.prod(rpi.spacing[:2]))
     k = si_axis(lesion)
     rows = []
@@ -50,7 +51,7 @@ def lesion_table(lesion: Image, probability: Image | None = None,
         box = stats["bounding_boxes"][i]
         inside = labels[box] == i
         count = int(stats["voxel_counts"][i])
-        rpi_slices = (rpi.data == i).sum(axis=(0, 1))
+        rpi_slices = (rpi.data[rpi_boxes[i]] == i).sum(axis=(0, 1))
         spanned = np.flatnonzero(rpi_slices)
         centroid = lesion.world_coordinates(stats["centroids"][i][None])[0]
         rows.append({

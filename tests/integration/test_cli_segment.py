@@ -278,3 +278,12 @@ def test_onnx_backend_matches_torch(tiny_model, tmp_path):
     c = nib.load(tmp_path / "torch" / f"{stem}_label-SC_seg.nii.gz").get_fdata() > 0
     d = nib.load(tmp_path / "onnx" / f"{stem}_label-SC_seg.nii.gz").get_fdata() > 0
     assert dice(c, d) >= 0.99
+
+
+def test_int16_image_with_full_range_is_not_called_empty(tiny_model):
+    from msseg.image import Image
+    from msseg.inference.segment import check_image
+
+    data = np.zeros((8, 8, 4), np.int16)
+    data[0, 0, 0], data[1, 1, 1] = -32768, 32767
+    check_image(Image(data, np.eye(4)), "full_range")  # no error

@@ -61,7 +61,7 @@ def check_image(image: Image, name: str) -> None:
     if min(image.shape) < 2:
         raise MssegError(f"{name}: image has shape {image.shape}; need at least 2 voxels "
                          "along every axis (a single slice cannot be segmented in 3D context)")
-    if float(np.ptp(image.data)) == 0:
+    if image.data.min() == image.data.max():  # (np.ptp can overflow on int16)
         raise MssegError(f"{name}: image is empty (all voxels equal {image.data.flat[0]:g})")
     angle = obliquity_deg(image.affine)
     if angle > MAX_OBLIQUITY_DEG:
