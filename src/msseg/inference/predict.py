@@ -20,15 +20,14 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, plan: Plan,
     """
     model.eval()
     volume = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
+    roi = tuple(plan.patch_size)  # MONAI pads images smaller than the window
     if plan.dims == 2:
         inputs = volume.permute(2, 0, 1)[:, None]            # (Z, 1, X, Y)
-        roi = tuple(plan.patch_size)  # MONAI pads images smaller than the window
         chunks = [sliding_window_inference(inputs[i:i + 16], roi, batch_size, model,
                                            overlap=overlap, mode="gaussian")
                   for i in range(0, inputs.shape[0], 16)]
         logits = torch.cat(chunks).permute(1, 2, 3, 0)        # (C, X, Y, Z)
     else:
-        roi = tuple(plan.patch_size)
         logits = sliding_window_inference(volume[None, None], roi, batch_size, model,
                                           overlap=overlap, mode="gaussian")[0]
     return torch.sigmoid(logits).cpu().numpy()

@@ -124,7 +124,8 @@ class Segmenter:
             else:
                 prob = np.zeros((len(REGIONS), *work.shape), np.float32)
                 prob[(slice(None), *box)] = self._predict(work.data[box])
-        cord_p, lesion_p = (self._to_native(work.with_data(prob[c]), image) for c in range(2))
+        rpi = to_rpi(image)
+        cord_p, lesion_p = (_to_native(work.with_data(prob[c]), rpi, image) for c in range(2))
         cord, lesion = postprocess(cord_p.data >= self.options.threshold,
                                    lesion_p.data >= self.options.threshold, image.spacing,
                                    self.options.postprocess)
@@ -134,12 +135,13 @@ class Segmenter:
         return SegmentResult(cord_img, lesion_img, lesion_p, table,
                              time.perf_counter() - start, box)
 
-    @staticmethod
-    def _to_native(prob: Image, image: Image) -> Image:
-        rpi = to_rpi(image)
-        on_rpi = resample_to_grid(prob, rpi.shape, rpi.affine, order=1)
-        native = reorient_like(on_rpi, image)
-        return native.with_data(np.clip(native.data, 0, 1).astype(np.float32))
+
+
+def _to_native(prob: Image, rpi: Image, image: Image) -> Image:
+    """Probabilities on the network grid -> the input's RPI grid -> its own voxel order."""
+    on_rpi = resample_to_grid(prob, rpi.shape, rpi.affine, order=1)
+    native = reorient_like(on_rpi, image)
+    return native.with_data(np.clip(native.data, 0, 1).astype(np.float32))
 
 
 def _aligned(lo: int, hi: int, patch: int, size: int) -> slice:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt
 
@@ -37,6 +36,3 @@ def reorient_like(image: Image, reference: Image) -> Image:
         raise ValueError("image does not lie on the reference grid after reorientation")
     return reference.with_data(back.data)
 
-
-def axcodes(affine: np.ndarray) -> str:
-    return "".join(nib.aff2axcodes(affine))

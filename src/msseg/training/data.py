@@ -48,14 +48,12 @@ def preprocess_image(image: Image, plan: Plan) -> Image:
 
 
 def load_case(record: Record, plan: Plan) -> Case:
-    image = io.load(record.image)
-    rpi = to_rpi(image)
-    spacing = working_spacing(rpi, plan)
-    data = zscore(resample_to_spacing(rpi, spacing, order=1).data)
-    cord = _mask(record.cord, spacing, data.shape)
-    lesion = _mask(record.lesion, spacing, data.shape)
+    work = preprocess_image(io.load(record.image), plan)
+    spacing = working_spacing(work, plan)  # the exact spacing the image was resampled to
+    cord = _mask(record.cord, spacing, work.shape)
+    lesion = _mask(record.lesion, spacing, work.shape)
     regions = np.stack([cord | lesion, lesion]).astype(np.uint8)
-    return Case(record.image, record.contrast, data, regions)
+    return Case(record.image, record.contrast, work.data, regions)
 
 
 def _mask(path: str | None, spacing, shape) -> np.ndarray:
