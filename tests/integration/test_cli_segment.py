@@ -56,7 +56,14 @@ def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, c
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert {f"{stem}_label-SC_seg.nii.gz", f"{stem}_label-lesion_seg.nii.gz",
             f"{stem}_label-lesion_probseg.nii.gz", f"{stem}_lesions.csv",
-            "summary.csv"} == names
+            "summary.csv", "segment_options.json"} == names
+    import json
+
+    recorded = json.loads((tmp_path / "out" / "segment_options.json").read_text())
+    assert recorded["options"]["postprocess"] == {"cord_margin_mm": 2.0,
+                                                  "min_lesion_volume_mm3": 3.0,
+                                                  "largest_cord_component": True}
+    assert recorded["options"]["crop"] is True and recorded["model"] == str(model)
     assert digest(images[0]) == before
     src = nib.load(images[0]).header
     for suffix in ("_label-SC_seg", "_label-lesion_seg", "_label-lesion_probseg"):

@@ -9,12 +9,14 @@ the input's native space with its exact header; inputs are never modified.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from msseg import io
+from msseg import __version__, io
 from msseg.cli.common import print_table, stderr
 from msseg.errors import MssegError
 from msseg.inference.batch import Job, collect_inputs, run_batch
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if single and len(failed):
         raise MssegError(failed.iloc[0].error)
     _write_summary(summary, args.outdir)
+    _write_options(model.path, options, args.outdir)
     if args.qc is not None:
         from msseg.report.qc import write_index
 
@@ -97,6 +100,15 @@ def _run(jobs: list[Job], args, write_summary: bool) -> pd.DataFrame:
 
 def _write_summary(summary: pd.DataFrame, outdir: Path) -> None:
     io.write_csv(summary, outdir / "summary.csv")
+
+
+def _write_options(model: Path, options: SegmentOptions, outdir: Path) -> None:
+    """Record the model and every option (post-processing included) beside the outputs."""
+    record = {"msseg": __version__, "model": str(model), "options": options.to_dict()}
+    path = outdir / "segment_options.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
 
 
 def _print_viewer(jobs: list[Job], summary: pd.DataFrame) -> None:
