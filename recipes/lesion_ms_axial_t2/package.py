@@ -15,50 +15,15 @@ import argparse
 import datetime
 import os
 import platform
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from msseg import io
-from msseg.data.index import load_index
-from msseg.evaluation.engine import EvalOptions, evaluate_masks
-from msseg.evaluation.voxel import dice
-from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.evaluation.holdout import evaluate_holdout, markdown_table
 from msseg.models.registry import BUNDLED, ModelFolder, package_checkpoint
 
-
-def evaluate(model: ModelFolder, index: Path) -> pd.DataFrame:
-    segmenter = Segmenter(model, SegmentOptions())
-    rows = []
-    for record in (r for r in load_index(index) if r.fold == 0):
-        image = io.load(record.image)
-        start = time.perf_counter()
-        pred = segmenter.segment(image, record.image)
-        seconds = time.perf_counter() - start
-        cord_ref = io.load(record.cord).data > 0.5
-        lesion_ref = (io.load(record.lesion).data > 0 if record.lesion
-                      else np.zeros_like(cord_ref))
-        lesion_pred = pred.lesion.data > 0
-        metrics, _ = evaluate_masks(lesion_pred, lesion_ref, image.spacing, EvalOptions())
-        rows.append({"image": Path(record.image).name, "patient": record.patient,
-                     "contrast": record.contrast, "synthetic_lesions": record.lesion is not None,
-                     "cord_dice": dice(pred.cord.data > 0, cord_ref),
-                     "lesion_dice": metrics["dice"], "lesion_f1": metrics["lesion_f1"],
-                     "n_ref_lesions": metrics["n_ref_lesions"],
-                     "n_pred_lesions": metrics["n_pred_lesions"], "seconds": seconds})
-    return pd.DataFrame(rows)
-
-
 STAGES = ("run_stage1", "run_stage2", "run")  # config_stage1.yaml, config_stage2.yaml, config.yaml
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
-    return "\n".join(lines)
 
 
 def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder, stages: str) -> str:
@@ -123,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = args.run / f"checkpoint_{args.checkpoint}.pt"
     staging = package_checkpoint(checkpoint, args.run / "package", "")
-    table = evaluate(staging, args.index)
+    table = evaluate_holdout(staging, args.index)
     table.to_csv(args.run / "validation.csv", index=False)
     logs = {name: pd.read_csv(args.run.parent / name / "log.csv") for name in STAGES
             if (args.run.parent / name / "log.csv").exists()}

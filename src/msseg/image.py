@@ -60,6 +60,14 @@ class Image:
             raise ValueError(f"shape {data.shape} does not match image shape {self.data.shape}")
         return Image(data, self.affine, self.header)
 
+    def crop(self, box: tuple[slice, ...]) -> Image:
+        """The sub-image ``data[box]`` (slices with non-negative starts, step 1) with its
+        affine moved so that every voxel keeps its world position."""
+        starts = [0 if b.start is None else int(b.start) for b in box[:3]]
+        shift = np.eye(4)
+        shift[:3, 3] = starts + [0] * (3 - len(starts))
+        return Image(self.data[box], self.affine @ shift, None)
+
     def world_coordinates(self, indices: np.ndarray) -> np.ndarray:
         """World (RAS+ mm) coordinates of voxel indices given as an (N, 3) array."""
         idx = np.asarray(indices, dtype=np.float64).reshape(-1, 3)

@@ -21,6 +21,7 @@ class PostprocessConfig:
     cord_margin_mm: float = 2.0
     min_lesion_volume_mm3: float = 3.0
     largest_cord_component: bool = True
+    restrict_lesions_to_cord: bool = True   # False for models without a cord (brain)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +57,8 @@ def postprocess(cord: np.ndarray, lesion: np.ndarray, spacing: Sequence[float],
                 config: PostprocessConfig = PostprocessConfig()) -> tuple[np.ndarray, np.ndarray]:
     """Return (cord, lesion) boolean masks after the steps in the module docstring."""
     cord = largest_component(cord) if config.largest_cord_component else cord.astype(bool)
-    lesion = lesion.astype(bool) & dilate_mm(cord, spacing, config.cord_margin_mm)
+    lesion = lesion.astype(bool)
+    if config.restrict_lesions_to_cord:
+        lesion &= dilate_mm(cord, spacing, config.cord_margin_mm)
     lesion = remove_small_components(lesion, spacing, config.min_lesion_volume_mm3)
     return cord, lesion

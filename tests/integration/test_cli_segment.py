@@ -62,7 +62,8 @@ def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, c
     recorded = json.loads((tmp_path / "out" / "segment_options.json").read_text())
     assert recorded["options"]["postprocess"] == {"cord_margin_mm": 2.0,
                                                   "min_lesion_volume_mm3": 3.0,
-                                                  "largest_cord_component": True}
+                                                  "largest_cord_component": True,
+                                                  "restrict_lesions_to_cord": True}
     assert recorded["options"]["crop"] is True and recorded["model"] == str(model)
     assert digest(images[0]) == before
     src = nib.load(images[0]).header

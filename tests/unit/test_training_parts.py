@@ -115,7 +115,7 @@ def test_region_loss_is_dice_plus_bce():
 
 def test_load_compatible_reports_skipped(tmp_path):
     p = plan([[0.5, 0.5, 5]], [[64, 64, 4]], dims=2)
-    source = build_network(p, out_channels=3)
+    source = build_network(p.replace(regions=("cord", "lesion", "other")))
     torch.save({"model": source.state_dict()}, tmp_path / "c.pt")
     target = build_network(p)
     loaded, skipped = load_compatible(target, tmp_path / "c.pt")

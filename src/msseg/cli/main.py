@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from msseg import __version__
-from msseg.cli import dataset, demo, evaluate, segment, stats, train
+from msseg.cli import centerline, dataset, demo, evaluate, segment, stats, train
 from msseg.errors import MssegError
 
-SUBCOMMANDS = (segment, evaluate, stats, dataset, train, demo)
+SUBCOMMANDS = (segment, centerline, evaluate, stats, dataset, train, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

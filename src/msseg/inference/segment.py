@@ -1,17 +1,21 @@
-"""`msseg segment`'s pipeline for one image, crop-accelerated.
+"""`msseg segment`'s pipeline for one image, crop-accelerated by the stage-1 centerline.
 
-load -> reorient to RPI -> resample (in-plane only for 2D models) -> z-score -> locate the cord
-(a fast pass: every ``locate_step``-th slice, non-overlapping windows) -> crop a box around it
-(cord extent + ``crop_margin_mm``, never smaller than the network's patch) -> sliding-window
-prediction with Gaussian blending (optionally with left-right mirroring, ``tta``) -> uncrop ->
+load -> find the cord centerline (stage 1: CNN1 heatmap + optimal path, :mod:`msseg.centerline`)
+-> reorient to RPI -> resample (in-plane only for 2D models, 0.5 mm isotropic for the two-stage
+3D models) -> normalise as the model was trained -> either crop a box around the centerline
+(its extent + ``crop_margin_mm`` + the cord's half-width, aligned on the whole image's window
+grid) or, for models trained on patches along the centerline (``plan.frame == "centerline"``),
+cut the tube of windows that follows it -> sliding-window prediction with Gaussian blending
+(optionally with left-right mirroring, ``tta``) -> put back into the full grid ->
 probabilities resampled back onto the input's grid -> threshold -> post-processing (lesions
 restricted to the dilated cord, small components removed) -> masks with the input's header.
+Without a centerline (``--no-crop``, or no cord found) box models predict the whole image.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -21,14 +25,15 @@ from msseg.errors import MssegError
 from msseg.image import Image
 from msseg.inference.predict import predict_probabilities
 from msseg.lesions import lesion_table
-from msseg.models.networks import REGIONS
 from msseg.models.registry import ModelFolder
-from msseg.postprocess import PostprocessConfig, largest_component, postprocess
+from msseg.postprocess import PostprocessConfig, postprocess
 from msseg.preprocess.orient import reorient_like, to_rpi
 from msseg.preprocess.resample import resample_to_grid
-from msseg.training.data import preprocess_image
+from msseg.preprocess.tube import Tube, centres_on_grid
+from msseg.training.data import preprocess_image, tube_box
 
 MAX_OBLIQUITY_DEG = 30.0
+CORD_HALF_WIDTH_MM = 10.0   # the crop box reaches this far beyond the centerline, plus margin
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,8 @@ class SegmentOptions:
     device: str = "cpu"
     backend: str = "torch"  # torch | onnx
     crop_margin_mm: float = 20.0
-    locate_step: int = 3
+    centerline: str = "cnn"     # cnn | intensity: how stage 1 finds the cord
+    centerline_step_mm: float = 3.0  # stage-1 heatmap on slices this far apart (0: all)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
 
     def to_dict(self) -> dict:
@@ -54,6 +60,7 @@ class SegmentResult:
     table: pd.DataFrame
     seconds: float
     crop_box: tuple | None     # in the network grid (RPI, model spacing)
+    centerline: object = None  # msseg.centerline.detect.Centerline (None: not computed)
 
 
 def check_image(image: Image, name: str) -> None:
@@ -77,9 +84,20 @@ def obliquity_deg(affine: np.ndarray) -> float:
 
 class Segmenter:
     def __init__(self, model: ModelFolder, options: SegmentOptions = SegmentOptions()):
+        from msseg.centerline.detect import CenterlineOptions
+        from msseg.centerline.finder import CENTERLINE_TASK, CenterlineFinder
+
+        if model.task == CENTERLINE_TASK:
+            raise MssegError(f"{model.path.name}: a stage-1 centerline model; use "
+                             "`msseg centerline` (segment tasks: msseg segment --list)")
         self.model, self.options = model, options
         self.plan = model.plan
         self.network = model.load_network(options.device)
+        self.finder = None
+        if options.crop or self.plan.frame == "centerline":
+            self.finder = CenterlineFinder(options.centerline, device=options.device,
+                                           options=CenterlineOptions(
+                                               slice_step_mm=options.centerline_step_mm))
         if options.backend == "onnx":
             from msseg.inference.onnx_backend import OnnxNetwork
 
@@ -96,51 +114,77 @@ class Segmenter:
             prob = (prob + flipped[:, ::-1]) / 2
         return prob
 
-    def locate(self, work: Image) -> tuple[slice, ...] | None:
-        """In-plane box around the cord from a fast pass; None if no cord was found."""
-        volume = work.data
-        step = max(1, self.options.locate_step)
-        sub = volume[:, :, ::step] if self.plan.dims == 2 else volume
-        with torch.inference_mode():
-            cord = predict_probabilities(self.network, sub, self.plan, overlap=0.0,
-                                         device=self.options.device)[0] > self.options.threshold
-        if not cord.any():
-            return None
-        hits = np.argwhere(largest_component(cord))  # the cord is one connected structure
-        margin = np.ceil(self.options.crop_margin_mm / np.asarray(work.spacing[:2])).astype(int)
-        lo, hi = hits.min(0)[:2] - margin, hits.max(0)[:2] + margin + 1
-        box = tuple(_aligned(lo[a], hi[a], self.plan.patch_size[a], volume.shape[a])
-                    for a in range(2))
-        return (*box, slice(None))
+    def box(self, work: Image, world: np.ndarray) -> tuple[slice, ...]:
+        """In-plane box of the work grid around the centerline points (world mm)."""
+        ijk = (np.linalg.inv(work.affine) @ np.column_stack([world, np.ones(len(world))]).T)
+        margin_mm = self.options.crop_margin_mm + CORD_HALF_WIDTH_MM
+        margin = np.ceil(margin_mm / np.asarray(work.spacing[:2])).astype(int)
+        lo = np.floor(ijk[:2].min(1)).astype(int) - margin
+        hi = np.ceil(ijk[:2].max(1)).astype(int) + margin + 1
+        return (*(_aligned(lo[a], hi[a], self.plan.patch_size[a], work.shape[a])
+                  for a in range(2)), slice(None))
+
+    def _regions(self, prob: np.ndarray, shape) -> list[np.ndarray]:
+        """(cord, lesion) probabilities; zeros for a region the model does not output."""
+        named = dict(zip(self.plan.regions, prob, strict=True))
+        return [named.get(r, np.zeros(shape, np.float32)) for r in ("cord", "lesion")]
+
+    def _tube_predict(self, work: Image, world: np.ndarray) -> np.ndarray:
+        tube = Tube.around(centres_on_grid(world, work.affine, work.shape[2]),
+                           tuple(self.plan.patch_size[:2]))
+        cut = tube.extract(work.data, float(work.data.min()))
+        return tube.paste(self._predict(cut), work.shape, 0.0)
 
     def segment(self, image: Image, name: str = "image") -> SegmentResult:
         start = time.perf_counter()
         check_image(image, name)
-        work = preprocess_image(image, self.plan)
-        box = self.locate(work) if self.options.crop else None
+        line = self.finder.find(image) if self.finder is not None else None
+        world = line.world() if line is not None and line.found else None
+        rpi = to_rpi(image)
+        keep = None   # RPI voxel box the network grid covers (None: the whole image)
+        if self.plan.frame == "centerline" and world is not None:
+            points = (np.linalg.inv(rpi.affine) @ np.column_stack(
+                [world, np.ones(len(world))]).T)[:2].T
+            keep = tube_box(points, rpi, self.plan)
+        work = preprocess_image(image, self.plan, keep)
+        box = None
         with torch.inference_mode():
-            if box is None:
+            if self.plan.frame == "centerline":
+                prob = (self._tube_predict(work, world) if world is not None else
+                        np.zeros((len(self.plan.regions), *work.shape), np.float32))
+            elif world is None or not self.options.crop:
                 prob = self._predict(work.data)
             else:
-                prob = np.zeros((len(REGIONS), *work.shape), np.float32)
+                box = self.box(work, world)
+                prob = np.zeros((len(self.plan.regions), *work.shape), np.float32)
                 prob[(slice(None), *box)] = self._predict(work.data[box])
-        rpi = to_rpi(image)
-        cord_p, lesion_p = (_to_native(work.with_data(prob[c]), rpi, image) for c in range(2))
+        cord_p, lesion_p = (_to_native(work.with_data(p), rpi, image, keep)
+                            for p in self._regions(prob, work.shape))
+        config = self.options.postprocess
+        if "cord" not in self.plan.regions:  # nothing to restrict lesions to
+            config = replace(config, restrict_lesions_to_cord=False,
+                             largest_cord_component=False)
         cord, lesion = postprocess(cord_p.data >= self.options.threshold,
                                    lesion_p.data >= self.options.threshold, image.spacing,
-                                   self.options.postprocess)
+                                   config)
         cord_img = image.with_data(cord.astype(np.uint8))
         lesion_img = image.with_data(lesion.astype(np.uint8))
         table = lesion_table(lesion_img, lesion_p, cord_img)
         return SegmentResult(cord_img, lesion_img, lesion_p, table,
-                             time.perf_counter() - start, box)
+                             time.perf_counter() - start, box, line)
 
 
-
-def _to_native(prob: Image, rpi: Image, image: Image) -> Image:
-    """Probabilities on the network grid -> the input's RPI grid -> its own voxel order."""
-    on_rpi = resample_to_grid(prob, rpi.shape, rpi.affine, order=1)
-    native = reorient_like(on_rpi, image)
+def _to_native(prob: Image, rpi: Image, image: Image, keep: tuple[slice, ...] | None = None
+               ) -> Image:
+    """Probabilities on the network grid -> the input's RPI grid (or its ``keep`` box, put
+    back into zeros) -> the input's own voxel order."""
+    target = rpi if keep is None else rpi.crop(keep)
+    on_rpi = resample_to_grid(prob, target.shape, target.affine, order=1).data
+    if keep is not None:
+        full = np.zeros(rpi.shape, np.float32)
+        full[keep] = on_rpi
+        on_rpi = full
+    native = reorient_like(rpi.with_data(on_rpi), image)
     return native.with_data(np.clip(native.data, 0, 1).astype(np.float32))
 
 

@@ -1,23 +1,99 @@
-"""Data augmentation with MONAI transforms (nnU-Net's set): spatial on image and target,
-intensity on the image only. Applied per sample to channel-first arrays."""
+"""Data augmentation with MONAI transforms: spatial on image and target, intensity on the image
+only. Applied per sample to channel-first arrays. Profiles:
+
+* ``nnunet``: nnU-Net's set (rotation/scaling, mirroring, noise, blur, brightness, contrast,
+  low resolution, gamma);
+* ``cnn1`` (Gros et al. 2019, stage 1, 2D): shifts ±10 voxels, flips, rotation ±20°, elastic
+  deformation;
+* ``cnn2`` (stage 2, 3D): flips, and small erosions/dilations (one voxel) of the lesion edges
+  in the target, so the network does not learn one rater's exact boundary.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from monai.transforms import (
     Compose,
+    MapTransform,
+    Rand2DElasticd,
     RandAdjustContrastd,
     RandAffined,
     RandFlipd,
     RandGaussianNoised,
     RandGaussianSmoothd,
+    Randomizable,
     RandScaleIntensityd,
     RandScaleIntensityFixedMeand,
     RandSimulateLowResolutiond,
 )
+from scipy import ndimage
 
 
-def build_augmentation(dims: int, seed: int) -> Compose:
+class RandLesionEdged(Randomizable, MapTransform):
+    """With probability ``prob``, erode or dilate (equally likely) the lesion channel of the
+    label by one voxel (3D cross). An erosion that would delete a lesion entirely is skipped."""
+
+    def __init__(self, key: str, channel: int, prob: float = 0.3):
+        MapTransform.__init__(self, (key,))
+        self.channel, self.prob = channel, prob
+        self._do, self._dilate = False, False
+
+    def randomize(self, data=None) -> None:
+        self._do = self.R.random() < self.prob
+        self._dilate = self.R.random() < 0.5
+
+    def __call__(self, data):
+        self.randomize()
+        if not self._do:
+            return data
+        out = dict(data)
+        label = out[self.keys[0]]
+        label = (label.detach().cpu().numpy() if hasattr(label, "detach")
+                 else np.asarray(label)).copy()
+        lesion = label[self.channel] > 0.5
+        if lesion.any():
+            changed = (ndimage.binary_dilation(lesion) if self._dilate
+                       else ndimage.binary_erosion(lesion))
+            if changed.any():
+                label[self.channel] = changed
+        out[self.keys[0]] = label
+        return out
+
+
+def build_augmentation(dims: int, seed: int, profile: str = "nnunet",
+                       lesion_channel: int | None = None) -> Compose:
+    if profile == "cnn1":
+        transforms = _cnn1(dims)
+    elif profile == "cnn2":
+        transforms = _cnn2(dims, lesion_channel)
+    else:
+        transforms = _nnunet(dims)
+    transforms.set_random_state(seed)
+    return transforms
+
+
+def _cnn1(dims: int) -> Compose:
+    keys, modes = ("image", "label"), ("bilinear", "nearest")
+    rotate = (np.radians(20),) if dims == 2 else (0.0, 0.0, np.radians(20))
+    spatial = [RandAffined(keys, prob=0.5, rotate_range=rotate, translate_range=(10,) * dims,
+                           mode=modes, padding_mode="border"),
+               RandFlipd(keys, prob=0.5, spatial_axis=0), RandFlipd(keys, prob=0.5,
+                                                                    spatial_axis=1)]
+    if dims == 2:
+        spatial.append(Rand2DElasticd(keys, spacing=(24, 24), magnitude_range=(1, 3), prob=0.3,
+                                      mode=modes, padding_mode="border"))
+    return Compose(spatial)
+
+
+def _cnn2(dims: int, lesion_channel: int | None) -> Compose:
+    keys = ("image", "label")
+    transforms = [RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(dims)]
+    if lesion_channel is not None:
+        transforms.append(RandLesionEdged("label", lesion_channel, prob=0.3))
+    return Compose(transforms)
+
+
+def _nnunet(dims: int) -> Compose:
     rotate = (np.pi / 12,) if dims == 2 else (0.0, 0.0, np.pi / 12)  # in-plane rotation ±15°
     keys = ("image", "label")
     transforms = Compose([
@@ -33,7 +109,6 @@ def build_augmentation(dims: int, seed: int) -> Compose:
                                    upsample_mode="bilinear" if dims == 2 else "trilinear"),
         RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),         # gamma
     ])
-    transforms.set_random_state(seed)
     return transforms
 
 

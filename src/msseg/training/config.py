@@ -40,6 +40,14 @@ class TrainConfig:
     seed: int = 0
     init_from: str | None = None
     num_threads: int = 0              # 0: torch default
+    architecture: str = "dynunet"     # dynunet | dilated_unet (CNN1) | unet (CNN2) | unetpp
+    regions: tuple[str, ...] = ("cord", "lesion")  # output channels (cord = cord ∪ lesion)
+    loss: str = "dice_bce"            # dice_bce | dice | wbce (BCE, positives weighted)
+    pos_weight: float = 1.0           # wbce: weight of positive voxels (Badea & Popa: 0.8)
+    dropout: float = 0.0
+    normalization: str = "zscore"     # zscore (per image) | nyul | quantile (learnt, in plan)
+    frame: str = "image"              # image | centerline (patches along the cord centerline)
+    augmentation: str = "nnunet"      # nnunet | cnn1 | cnn2 | none (msseg.training.augment)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -55,7 +63,7 @@ class TrainConfig:
         if unknown:
             raise MssegError(f"unknown config keys: {', '.join(unknown)}")
         raw = dict(raw)
-        for key in ("patch_size", "target_spacing"):
+        for key in ("patch_size", "target_spacing", "regions"):
             if raw.get(key) is not None:
                 raw[key] = tuple(raw[key])
         config = cls(**raw)
@@ -75,7 +83,7 @@ class TrainConfig:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         raw = self.to_dict()
-        for key in ("patch_size", "target_spacing"):
+        for key in ("patch_size", "target_spacing", "regions"):
             if raw[key] is not None:
                 raw[key] = list(raw[key])
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -88,5 +96,18 @@ class TrainConfig:
             raise MssegError(f"optimizer {self.optimizer!r}: must be sgd or adam")
         if self.sampling not in ("uniform", "contrast-sqrt"):
             raise MssegError(f"sampling {self.sampling!r}: must be uniform or contrast-sqrt")
+        choices = {"architecture": ("dynunet", "dilated_unet", "unet", "unetpp"),
+                   "loss": ("dice_bce", "dice", "wbce"),
+                   "normalization": ("zscore", "nyul", "quantile"),
+                   "frame": ("image", "centerline"),
+                   "augmentation": ("nnunet", "cnn1", "cnn2", "none")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise MssegError(f"{key} {getattr(self, key)!r}: must be one of "
+                                 f"{', '.join(allowed)}")
+        if not self.regions or set(self.regions) - {"cord", "lesion"}:
+            raise MssegError(f"regions {self.regions}: choose from cord, lesion")
+        if self.frame == "centerline" and self.dims != 3:
+            raise MssegError("frame centerline needs dims 3 (3D patches along the centerline)")
         if self.epochs < 1 or self.iterations_per_epoch < 1 or self.batch_size < 1:
             raise MssegError("epochs, iterations_per_epoch and batch_size must be ≥ 1")

@@ -1,8 +1,13 @@
 """Training data: cases preprocessed in memory, contrast-weighted case sampling, patch sampling.
 
 Preprocessing of one case (also used at inference): reorient to RPI, resample to the plan's
-spacing (in-plane only for 2D models; masks nearest-neighbour), z-score the image. Targets are
-region-based: channel 0 = cord ∪ lesion, channel 1 = lesion.
+spacing (in-plane only for 2D models; masks nearest-neighbour), normalise the intensities
+(``plan.normalization``: per-image z-score; Nyúl standardisation with landmarks learnt on the
+training set followed by a z-score with the training set's mean/std; or quantile normalisation
+to the training set's template). Targets are region-based: ``regions[0]`` = cord ∪ lesion,
+``regions[1]`` = lesion; a model is trained on the channels its plan names. With
+``plan.frame == "centerline"`` a case is the tube of windows along its cord's centerline
+(:mod:`msseg.preprocess.tube`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,18 @@ import numpy as np
 from msseg import io
 from msseg.data.index import Record
 from msseg.image import Image
+from msseg.preprocess import intensity
 from msseg.preprocess.orient import to_rpi
 from msseg.preprocess.resample import resample_to_spacing
+from msseg.preprocess.tube import Tube, centres_from_mask
 from msseg.training.planning import Plan
+
+REGION_CHANNEL = {"cord": 0, "lesion": 1}
+
+
+def channels(plan: Plan) -> list[int]:
+    """Indices into a case's (cord ∪ lesion, lesion) targets of the plan's output regions."""
+    return [REGION_CHANNEL[r] for r in plan.regions]
 
 
 @dataclass(frozen=True)
@@ -41,26 +55,79 @@ def working_spacing(image: Image, plan: Plan) -> tuple[float, float, float]:
     return tuple(plan.target_spacing)
 
 
-def preprocess_image(image: Image, plan: Plan) -> Image:
+def normalize(data: np.ndarray, plan: Plan) -> np.ndarray:
+    if plan.normalization == "nyul":
+        p = plan.intensity
+        standard = intensity.apply_nyul(data, p["landmarks"], mask=np.ones(data.shape, bool))
+        return ((standard - p["mean"]) / max(p["std"], 1e-6)).astype(np.float32)
+    if plan.normalization == "quantile":
+        return intensity.apply_quantile(data, plan.intensity["template"])
+    return zscore(data)
+
+
+def learn_intensity(images: list[np.ndarray], method: str) -> dict:
+    """What ``normalize`` needs from the training set (empty for per-image z-scores)."""
+    if method == "nyul":
+        everywhere = [np.ones(d.shape, bool) for d in images]
+        landmarks = intensity.learn_nyul(images, everywhere)
+        mapped = [intensity.apply_nyul(d, landmarks, m) for d, m in zip(images, everywhere,
+                                                                        strict=True)]
+        n = sum(m.size for m in mapped)
+        mean = sum(float(m.sum(dtype=np.float64)) for m in mapped) / n
+        var = sum(float(((m - mean) ** 2).sum(dtype=np.float64)) for m in mapped) / n
+        return {"landmarks": landmarks, "mean": mean, "std": float(np.sqrt(var))}
+    if method == "quantile":
+        return {"template": intensity.learn_quantile_template(images)}
+    return {}
+
+
+def preprocess_image(image: Image, plan: Plan, box: tuple[slice, ...] | None = None) -> Image:
+    """RPI -> intensities normalised (statistics of the whole image) -> optionally cropped to
+    ``box`` (RPI voxel slices) -> resampled to the plan's working spacing."""
     rpi = to_rpi(image)
-    resampled = resample_to_spacing(rpi, working_spacing(rpi, plan), order=1)
-    return resampled.with_data(zscore(resampled.data))
+    rpi = rpi.with_data(normalize(rpi.data, plan))
+    if box is not None:
+        rpi = rpi.crop(box)
+    return resample_to_spacing(rpi, working_spacing(rpi, plan), order=1)
+
+
+def tube_box(points: np.ndarray, rpi: Image, plan: Plan, margin_mm: float = 5.0
+             ) -> tuple[slice, ...]:
+    """In-plane box of an RPI grid holding the centerline tube: the points' (n, 2 voxel
+    indices) extent + half the patch + ``margin_mm``, all slices."""
+    half_mm = np.asarray(plan.patch_size[:2]) * np.asarray(plan.target_spacing[:2]) / 2
+    margin = np.ceil((half_mm + margin_mm) / np.asarray(rpi.spacing[:2])).astype(int)
+    lo = np.maximum(np.floor(points.min(0)).astype(int) - margin, 0)
+    hi = np.minimum(np.ceil(points.max(0)).astype(int) + margin + 1, rpi.shape[:2])
+    return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(None)
 
 
 def load_case(record: Record, plan: Plan) -> Case:
-    work = preprocess_image(io.load(record.image), plan)
+    image = io.load(record.image)
+    box = None
+    if plan.frame == "centerline":  # resample only around the cord (0.5 mm iso is large)
+        cord_rpi = to_rpi(io.load(record.cord)).data > 0.5
+        if cord_rpi.any():
+            box = tube_box(np.argwhere(cord_rpi)[:, :2], to_rpi(image), plan)
+    work = preprocess_image(image, plan, box)
     spacing = working_spacing(work, plan)  # the exact spacing the image was resampled to
-    cord = _mask(record.cord, spacing, work.shape)
-    lesion = _mask(record.lesion, spacing, work.shape)
+    cord = _mask(record.cord, spacing, work.shape, box)
+    lesion = _mask(record.lesion, spacing, work.shape, box)
     regions = np.stack([cord | lesion, lesion]).astype(np.uint8)
-    return Case(record.image, record.contrast, work.data, regions)
+    data = work.data
+    if plan.frame == "centerline":
+        tube = Tube.around(centres_from_mask(regions[0]), tuple(plan.patch_size[:2]))
+        data, regions = tube.extract(data, float(data.min())), tube.extract(regions)
+    return Case(record.image, record.contrast, data, regions)
 
 
-def _mask(path: str | None, spacing, shape) -> np.ndarray:
+def _mask(path: str | None, spacing, shape, box=None) -> np.ndarray:
     if path is None:
         return np.zeros(shape, bool)
     rpi = to_rpi(io.load(path))
     rpi = rpi.with_data((rpi.data > 0.5).astype(np.uint8))
+    if box is not None:
+        rpi = rpi.crop(box)
     out = resample_to_spacing(rpi, spacing, order=0).data > 0
     if out.shape != shape:
         raise ValueError(f"{path}: mask grid {out.shape} does not match its image {shape}")
@@ -103,6 +170,7 @@ class PatchSampler:
         self.cases, self.plan, self.weights = list(cases), plan, weights
         self.fg, self.jitter, self.lesion_share = foreground_fraction, jitter_fraction, lesion_share
         self.rng = np.random.default_rng(seed)
+        self.channels = channels(plan)
         self.cord_voxels = [np.argwhere(c.regions[0]) for c in self.cases]
         self.lesion_voxels = [np.argwhere(c.regions[1]) for c in self.cases]
 
@@ -134,7 +202,7 @@ class PatchSampler:
             image, target = case.image, case.regions
         start = np.round(centre - patch / 2).astype(int)
         return (extract(image[None], start, patch, float(image.min())),
-                extract(target, start, patch, 0))
+                extract(target[self.channels], start, patch, 0))
 
 
 def extract(array: np.ndarray, start: np.ndarray, size: np.ndarray, fill) -> np.ndarray:

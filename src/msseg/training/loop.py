@@ -17,14 +17,24 @@ from monai.losses import DiceLoss
 from rich.console import Console
 from rich.progress import track
 
+from msseg import io
 from msseg.data.index import Record, load_index
 from msseg.errors import MssegError
 from msseg.evaluation.voxel import dice
 from msseg.inference.predict import predict_probabilities
 from msseg.models.networks import build_network
+from msseg.preprocess.orient import to_rpi
 from msseg.training.augment import augment_batch, build_augmentation
 from msseg.training.config import TrainConfig
-from msseg.training.data import Case, PatchSampler, case_weights, crop_to_cord, load_case
+from msseg.training.data import (
+    REGION_CHANNEL,
+    Case,
+    PatchSampler,
+    case_weights,
+    crop_to_cord,
+    learn_intensity,
+    load_case,
+)
 from msseg.training.planning import Plan, plan
 
 LOG_FIELDS = ("epoch", "train_loss", "val_dice_cord", "val_dice_lesion", "val_score",
@@ -53,15 +63,23 @@ def init_distributed() -> Distributed:
 
 
 class RegionLoss(torch.nn.Module):
-    """Dice + binary cross-entropy on sigmoid outputs, per region channel (nnU-Net's region
-    loss): MONAI's batch Dice with sigmoid plus PyTorch's BCE with logits, weights 1:1."""
+    """Loss on sigmoid outputs, per region channel.
 
-    def __init__(self):
+    ``dice_bce`` (nnU-Net's region loss): MONAI's batch Dice with sigmoid plus PyTorch's BCE
+    with logits, weights 1:1. ``dice``: the Dice term alone (Gros et al. 2019). ``wbce``:
+    BCE whose positive voxels are weighted by ``pos_weight`` (Badea & Popa: 0.8)."""
+
+    def __init__(self, kind: str = "dice_bce", pos_weight: float = 1.0):
         super().__init__()
+        self.kind = kind
         self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
-        self.bce = torch.nn.BCEWithLogitsLoss()
+        self.bce = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(float(pos_weight)))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.kind == "dice":
+            return self.dice(logits, target)
+        if self.kind == "wbce":
+            return self.bce(logits, target)
         return self.dice(logits, target) + self.bce(logits, target)
 
 
@@ -93,11 +111,21 @@ def rpi_geometry(record: Record) -> tuple[tuple[float, ...], tuple[int, ...]]:
     return tuple(record.spacing[i] for i in order), tuple(record.shape[i] for i in order)
 
 
+#: Resolution levels of the fixed-depth architectures (filters double per level).
+LEVELS = {"dilated_unet": 3, "unet": 3, "unetpp": 5}
+
+
 def make_plan(train: list[Record], config: TrainConfig) -> Plan:
     geometry = [rpi_geometry(r) for r in train]
-    return plan([g[0] for g in geometry], [g[1] for g in geometry], config.dims,
-                config.patch_size, config.target_spacing, config.base_filters,
-                config.max_filters)
+    planned = plan([g[0] for g in geometry], [g[1] for g in geometry], config.dims,
+                   config.patch_size, config.target_spacing, config.base_filters,
+                   config.max_filters)
+    levels = LEVELS.get(config.architecture)
+    filters = (planned.filters if levels is None else
+               tuple(min(config.base_filters * 2**i, config.max_filters) for i in range(levels)))
+    return planned.replace(architecture=config.architecture, regions=tuple(config.regions),
+                           dropout=config.dropout, normalization=config.normalization,
+                           frame=config.frame, filters=filters)
 
 
 def load_compatible(model: torch.nn.Module, checkpoint: str | Path) -> tuple[int, list[str]]:
@@ -113,16 +141,18 @@ def load_compatible(model: torch.nn.Module, checkpoint: str | Path) -> tuple[int
 
 def validate(model: torch.nn.Module, cases: list[Case], plan_: Plan, device) -> tuple:
     """Mean cord Dice over the validation cases and mean lesion Dice over those with lesions
-    (the best checkpoint is chosen on their mean)."""
+    (the best checkpoint is chosen on their mean); NaN for a region the model does not
+    output."""
     if not cases:
         return float("nan"), float("nan")
-    cord, lesion = [], []
+    scores = {"cord": [], "lesion": []}
     for case in cases:
         pred = predict_probabilities(model, case.image, plan_, device=device) > 0.5
-        cord.append(dice(pred[0], case.regions[0] > 0))
-        if case.regions[1].any():  # lesion-free cases would score 1 for predicting nothing
-            lesion.append(dice(pred[1], case.regions[1] > 0))
-    return float(np.mean(cord)), float(np.mean(lesion)) if lesion else float("nan")
+        for out, region in enumerate(plan_.regions):
+            ref = case.regions[REGION_CHANNEL[region]] > 0
+            if region == "cord" or ref.any():  # lesion-free cases would score 1 for nothing
+                scores[region].append(dice(pred[out], ref))
+    return tuple(float(np.mean(v)) if v else float("nan") for v in scores.values())
 
 
 class Trainer:
@@ -138,6 +168,12 @@ class Trainer:
         records = load_index(config.dataset)
         train_records, val_records = split_records(records, config)
         self.plan = make_plan(train_records, config)
+        if config.normalization != "zscore" and not self._resuming():
+            self.plan = self.plan.replace(intensity=learn_intensity(
+                [to_rpi(io.load(r.image)).data for r in train_records], config.normalization))
+        elif self._resuming():  # the learnt intensity statistics are part of the checkpoint
+            self.plan = Plan.from_dict(torch.load(self.out / "checkpoint_last.pt",
+                                                  weights_only=False)["plan"])
         self.cases = [load_case(r, self.plan) for r in train_records]
         self.val_cases = ([crop_to_cord(load_case(r, self.plan))
                            for r in val_records[:config.val_max_cases]]
@@ -150,8 +186,11 @@ class Trainer:
         self.net = self.model
         if self.dist.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model)
-        self.loss = RegionLoss()
+        self.loss = RegionLoss(config.loss, config.pos_weight).to(self.device)
         self.weights = case_weights([c.contrast for c in self.cases], config.sampling)
+
+    def _resuming(self) -> bool:
+        return self.resume and (self.out / "checkpoint_last.pt").exists()
 
     def _optimizer(self):
         c = self.config
@@ -179,6 +218,10 @@ class Trainer:
             self._say(f"init from {self.config.init_from}: loaded {n} tensors, "
                       f"not loaded {len(skipped)}" + (f" ({', '.join(skipped[:6])}…)"
                                                       if skipped else ""))
+
+    def _lesion_channel(self) -> int | None:
+        regions = self.plan.regions
+        return regions.index("lesion") if "lesion" in regions else None
 
     def _say(self, text: str) -> None:
         if self.dist.main:
@@ -219,7 +262,9 @@ class Trainer:
         sampler = PatchSampler(self.cases, self.plan, self.weights, c.foreground_fraction,
                                c.jitter_fraction, np.random.default_rng(seed).integers(2**31),
                                c.lesion_share)
-        augmentation = build_augmentation(self.plan.dims, seed=int(sum(seed) * 7919 % 2**31))
+        augmentation = build_augmentation(self.plan.dims, seed=int(sum(seed) * 7919 % 2**31),
+                                          profile=c.augmentation,
+                                          lesion_channel=self._lesion_channel())
         self.net.train()
         losses = []
         steps = range(c.iterations_per_epoch)
@@ -228,7 +273,7 @@ class Trainer:
                           transient=True)
         for _ in steps:
             images, targets = sampler.batch(batch)
-            if c.augment:
+            if c.augment and c.augmentation != "none":
                 images, targets = augment_batch(augmentation, images, targets)
             x = torch.from_numpy(images).to(self.device)
             y = torch.from_numpy(targets.astype(np.float32)).to(self.device)

@@ -1,0 +1,128 @@
+"""Heatmap -> candidates -> optimal path -> smooth centerline, one point per axial slice.
+
+All arrays are on an RPI grid (axis 2 = inferior -> superior). A heatmap is a cord probability
+per voxel: CNN1's output (:func:`cnn_heatmap`) or, for the baseline, a blob response of the
+intensities (:func:`intensity_heatmap`). Per slice the heatmap is thresholded; each connected
+component's Euclidean distance map (in mm) gives one candidate at its deepest point, scored by
+``mean probability × min(1, depth / cord_radius_mm)``. :func:`msseg.centerline.optimize.
+optimal_path` picks at most one candidate per slice; slices it skips are interpolated linearly
+between chosen ones (held constant beyond the ends), then the curve is smoothed along S–I with a
+Gaussian of ``smoothing_mm``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from msseg.centerline.optimize import PathCost, optimal_path
+from msseg.image import Image
+
+
+@dataclass(frozen=True)
+class CenterlineOptions:
+    threshold: float = 0.5
+    max_candidates: int = 4
+    cord_radius_mm: float = 2.0
+    smoothing_mm: float = 3.0
+    slice_step_mm: float = 0.0   # heatmap on slices this far apart (0: every slice); the
+    cost: PathCost = PathCost()  # optimal path bridges the slices in between
+
+    def slices(self, nz: int, dz: float) -> np.ndarray:
+        """Indices of the slices that get a heatmap (always the first and the last)."""
+        step = max(1, int(round(self.slice_step_mm / dz))) if self.slice_step_mm > 0 else 1
+        return np.unique(np.r_[np.arange(0, nz, step), nz - 1])
+
+
+@dataclass(frozen=True)
+class Centerline:
+    """One point per axial slice of an RPI grid: voxel indices (x, y) and world mm."""
+    voxels: np.ndarray     # (Z, 2) float in-plane voxel coordinates; NaN: no cord found at all
+    detected: np.ndarray   # (Z,) bool: the slice's point was chosen (not interpolated)
+    affine: np.ndarray     # the RPI grid's affine
+
+    @property
+    def found(self) -> bool:
+        return bool(self.detected.any())
+
+    def world(self) -> np.ndarray:
+        """(Z, 3) world coordinates in mm (x, y, z of the scanner's RAS+ frame)."""
+        k = np.arange(len(self.voxels), dtype=float)
+        ijk = np.column_stack([self.voxels, k, np.ones_like(k)])
+        return (self.affine @ ijk.T).T[:, :3]
+
+
+def slice_candidates(heat: np.ndarray, spacing: tuple[float, float],
+                     options: CenterlineOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates of one axial slice: (n, 2) voxel positions and (n,) scores, best first."""
+    labels, n = ndimage.label(heat > options.threshold)
+    if n == 0:
+        return np.zeros((0, 2)), np.zeros(0)
+    depth = ndimage.distance_transform_edt(labels > 0, sampling=spacing)
+    index = np.arange(1, n + 1)
+    peaks = np.asarray(ndimage.maximum_position(depth, labels, index), dtype=float)
+    deepest = np.asarray(ndimage.maximum(depth, labels, index), dtype=float)
+    mean_p = np.asarray(ndimage.mean(heat, labels, index), dtype=float)
+    scores = mean_p * np.minimum(1.0, deepest / options.cord_radius_mm)
+    order = np.argsort(-scores)[:options.max_candidates]
+    return peaks[order], scores[order]
+
+
+def centerline_from_heatmap(heat: np.ndarray, grid: Image,
+                            options: CenterlineOptions = CenterlineOptions()) -> Centerline:
+    """The optimal smooth centerline of an RPI heatmap on ``grid`` (its affine and spacing)."""
+    spacing = np.asarray(grid.spacing, dtype=float)
+    nz = heat.shape[2]
+    cands = [slice_candidates(heat[:, :, k], tuple(spacing[:2]), options) for k in range(nz)]
+    positions = [c[0] * spacing[:2] for c in cands]
+    choice = optimal_path(positions, [c[1] for c in cands], np.arange(nz) * spacing[2],
+                          options.cost)
+    chosen = np.array([c >= 0 for c in choice])
+    voxels = np.full((nz, 2), np.nan)
+    if chosen.any():
+        for k in np.flatnonzero(chosen):
+            voxels[k] = cands[k][0][choice[k]]
+        voxels = _fill(voxels, chosen)
+        sigma = options.smoothing_mm / spacing[2]
+        if sigma > 0:
+            voxels = ndimage.gaussian_filter1d(voxels, sigma, axis=0, mode="nearest")
+    return Centerline(voxels, chosen, grid.affine.copy())
+
+
+def _fill(points: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Linear interpolation over unknown slices, constant beyond the first/last known one."""
+    k = np.arange(len(points))
+    return np.column_stack([np.interp(k, k[known], points[known, a]) for a in range(2)])
+
+
+def intensity_heatmap(image: np.ndarray, spacing, blob_radius_mm: float = 3.5) -> np.ndarray:
+    """Baseline heatmap without a CNN: per axial slice, the magnitude of a Laplacian-of-
+    Gaussian at the cord's scale (σ = radius/√2), scaled to [0, 1] by the volume's 99.9th
+    percentile. The cord is the blob of that size most contrasted with its surroundings
+    (dark in bright CSF on T2w, bright in dark CSF on T1w)."""
+    sigma = [blob_radius_mm / np.sqrt(2) / s for s in spacing[:2]]
+    data = np.asarray(image, dtype=np.float32)
+    response = np.stack([np.abs(ndimage.gaussian_laplace(data[:, :, k], sigma, mode="nearest"))
+                         for k in range(data.shape[2])], axis=2)
+    for axis, s in enumerate(sigma):  # no blob is centred on the field of view's edge
+        band = min(int(np.ceil(2 * s)), data.shape[axis] // 4)
+        index = [slice(None)] * 3
+        index[axis] = np.r_[0:band, data.shape[axis] - band:data.shape[axis]]
+        response[tuple(index)] = 0
+    top = float(np.percentile(response, 99.9)) or 1.0
+    return np.clip(response / top, 0, 1)
+
+
+def centerline_mask(centerline: Centerline, like: Image) -> np.ndarray:
+    """A mask on ``like``'s grid (any orientation) with one voxel per centerline point."""
+    mask = np.zeros(like.shape, np.uint8)
+    points = centerline.world()[~np.isnan(centerline.voxels).any(1)]
+    if len(points) == 0:
+        return mask
+    ijk = (np.linalg.inv(like.affine) @ np.column_stack([points, np.ones(len(points))]).T)
+    ijk = np.round(ijk[:3].T).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < np.asarray(like.shape)), axis=1)
+    mask[tuple(ijk[inside].T)] = 1
+    return mask

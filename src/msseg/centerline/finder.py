@@ -1,0 +1,90 @@
+"""Find the cord centerline of a scan: CNN1 (or the intensity baseline) + optimal path.
+
+The image is reoriented to RPI and resampled to CNN1's in-plane spacing (0.5 mm), keeping its
+axial slices; the heatmap is CNN1's sliding-window output over every slice (or
+:func:`~msseg.centerline.detect.intensity_heatmap`); :func:`~msseg.centerline.detect.
+centerline_from_heatmap` turns it into one smooth point per axial slice. Points are returned on
+that RPI grid and in world mm, so any other grid (the input's, a model's) can use them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from msseg import io
+from msseg.centerline.detect import (
+    Centerline,
+    CenterlineOptions,
+    centerline_from_heatmap,
+    centerline_mask,
+    intensity_heatmap,
+)
+from msseg.errors import MssegError
+from msseg.image import Image
+from msseg.inference.predict import predict_probabilities
+from msseg.models.registry import ModelFolder, find_model
+from msseg.preprocess.orient import to_rpi
+from msseg.preprocess.resample import resample_to_spacing
+from msseg.training.data import preprocess_image
+
+CENTERLINE_TASK = "centerline"   # the bundled CNN1 model
+METHODS = ("cnn", "intensity")
+
+
+class CenterlineFinder:
+    def __init__(self, method: str = "cnn", model: ModelFolder | None = None,
+                 device: str = "cpu", options: CenterlineOptions | None = None):
+        if method not in METHODS:
+            raise MssegError(f"centerline method {method!r}: must be one of "
+                             f"{', '.join(METHODS)}")
+        self.method, self.device = method, device
+        self.options = options or CenterlineOptions()
+        self.model = model
+        self.network = None
+        if method == "cnn":
+            self.model = model or find_model(CENTERLINE_TASK)
+            self.network = self.model.load_network(device)
+
+    def heatmap(self, image: Image) -> tuple[np.ndarray, Image]:
+        """Cord probability per voxel on the RPI working grid, and that grid (slices left out
+        by ``options.slice_step_mm`` are all zero)."""
+        if self.method == "intensity":
+            rpi = to_rpi(image)
+            grid = resample_to_spacing(rpi, (0.5, 0.5, rpi.spacing[2]), order=1)
+        else:
+            grid = preprocess_image(image, self.model.plan)
+        ks = self.options.slices(grid.shape[2], grid.spacing[2])
+        heat = np.zeros(grid.shape, np.float32)
+        if self.method == "intensity":
+            heat[:, :, ks] = intensity_heatmap(grid.data[:, :, ks], grid.spacing)
+            return heat, grid
+        with torch.inference_mode():
+            heat[:, :, ks] = predict_probabilities(self.network, grid.data[:, :, ks],
+                                                   self.model.plan, overlap=0.25,
+                                                   batch_size=16, device=self.device)[0]
+        return heat, grid
+
+    def find(self, image: Image) -> Centerline:
+        heat, grid = self.heatmap(image)
+        return centerline_from_heatmap(heat, grid, self.options)
+
+
+def centerline_table(line: Centerline) -> pd.DataFrame:
+    """One row per axial slice (RPI slice index, inferior first): world x, y, z in mm."""
+    world = line.world()
+    return pd.DataFrame({"slice": np.arange(len(world)), "x": world[:, 0], "y": world[:, 1],
+                         "z": world[:, 2], "detected": line.detected})
+
+
+def write_centerline(line: Centerline, image: Image, outdir: Path, stem: str
+                     ) -> tuple[Path, Path]:
+    """``stem_centerline.csv`` and ``stem_centerline.nii.gz`` (one voxel per slice, the
+    input's grid and header)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    csv = io.write_csv(centerline_table(line).round(4), outdir / f"{stem}_centerline.csv")
+    nii = io.save_like(centerline_mask(line, image), image, outdir / f"{stem}_centerline.nii.gz")
+    return csv, nii

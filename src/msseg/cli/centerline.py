@@ -1,0 +1,60 @@
+"""``msseg centerline``: the spinal cord centerline of a scan, one point per axial slice.
+
+Stage 1 of the two-stage framework (Gros et al. 2019): CNN1's cord heatmap (or, with
+``--method intensity``, a blob-filter heatmap without a CNN), then a globally optimal smooth
+path along the S–I axis. Writes, per input ``X.nii.gz`` in OUTDIR, ``X_centerline.csv`` (slice,
+x, y, z in world mm, whether the slice's point was detected or interpolated) and
+``X_centerline.nii.gz`` (one voxel per axial slice, the input's grid and header).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from msseg import io
+from msseg.centerline.detect import CenterlineOptions
+from msseg.centerline.finder import METHODS, CenterlineFinder, write_centerline
+from msseg.centerline.optimize import PathCost
+from msseg.cli.common import check_outputs
+from msseg.errors import MssegError
+from msseg.inference.segment import check_image
+from msseg.models.registry import open_model
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("centerline", help="cord centerline (CNN1 + optimal path)",
+                       description=__doc__)
+    p.add_argument("-i", "--input", type=Path, required=True, nargs="+", help="NIfTI images")
+    p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder")
+    p.add_argument("--method", choices=METHODS, default="cnn")
+    p.add_argument("--model", type=Path, help="CNN1 model folder (default: bundled)")
+    p.add_argument("--smoothness", type=float, default=PathCost().smoothness,
+                   help="λ of the path cost (per mm² of displacement per mm of height)")
+    p.add_argument("--smoothing-mm", type=float, default=CenterlineOptions().smoothing_mm)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = CenterlineOptions(smoothing_mm=args.smoothing_mm,
+                                cost=PathCost(smoothness=args.smoothness))
+    model = open_model(args.model) if args.model else None
+    stems = [io.strip_nifti_suffix(p.name) for p in args.input]
+    for path in args.input:
+        if not io.is_nifti(path):
+            raise MssegError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
+    check_outputs([args.outdir / f"{s}_centerline{e}" for s in stems
+                   for e in (".csv", ".nii.gz")], args.overwrite)
+    finder = CenterlineFinder(args.method, model, args.device, options)
+    for path, stem in zip(args.input, stems, strict=True):
+        image = io.load(path)
+        check_image(image, str(path))
+        line = finder.find(image)
+        if not line.found:
+            raise MssegError(f"{path}: no spinal cord found")
+        csv, nii = write_centerline(line, image, args.outdir, stem)
+        print(f"{path.name}: {int(line.detected.sum())}/{len(line.detected)} slices detected "
+              f"-> {csv}, {nii}")
+    return 0

@@ -1,0 +1,48 @@
+"""Score a model folder on the held-out images of a dataset index through `msseg segment`'s
+pipeline (the numbers of the model cards): cord Dice on the real scans, lesion Dice and
+lesion-wise F1 on scans with (synthesised) lesions, lesions found on lesion-free scans."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msseg import io
+from msseg.data.index import load_index
+from msseg.evaluation.engine import EvalOptions, evaluate_masks
+from msseg.evaluation.voxel import dice
+from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.models.registry import ModelFolder
+
+
+def evaluate_holdout(model: ModelFolder, index: str | Path, fold: int = 0,
+                     options: SegmentOptions | None = None) -> pd.DataFrame:
+    """One row per image of ``fold``: cord Dice, lesion metrics, counts, seconds."""
+    segmenter = Segmenter(model, options or SegmentOptions())
+    rows = []
+    for record in (r for r in load_index(index) if r.fold == fold):
+        image = io.load(record.image)
+        start = time.perf_counter()
+        pred = segmenter.segment(image, record.image)
+        seconds = time.perf_counter() - start
+        cord_ref = io.load(record.cord).data > 0.5
+        lesion_ref = (io.load(record.lesion).data > 0 if record.lesion
+                      else np.zeros_like(cord_ref))
+        metrics, _ = evaluate_masks(pred.lesion.data > 0, lesion_ref, image.spacing,
+                                    EvalOptions())
+        rows.append({"image": Path(record.image).name, "patient": record.patient,
+                     "contrast": record.contrast, "synthetic_lesions": record.lesion is not None,
+                     "cord_dice": dice(pred.cord.data > 0, cord_ref),
+                     "lesion_dice": metrics["dice"], "lesion_f1": metrics["lesion_f1"],
+                     "n_ref_lesions": metrics["n_ref_lesions"],
+                     "n_pred_lesions": metrics["n_pred_lesions"], "seconds": seconds})
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join(lines)

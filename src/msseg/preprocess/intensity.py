@@ -1,0 +1,124 @@
+"""Intensity standardisation that can be learnt on a training set and stored with a model.
+
+All methods are one monotone piecewise-linear map ``f`` from an image's own intensity knots
+(its quantiles) onto knots learnt on the training set:
+
+* Nyúl & Udupa (1999, 2000) histogram standardisation: knots = the 1st/99th percentiles and the
+  deciles between them; the training set's standard knots are the mean positions of each image's
+  deciles after mapping its [p1, p99] linearly onto [0, 100]. Beyond the end knots ``f`` extends
+  the end segments linearly (no clipping, so lesions brighter than the 99th percentile stay
+  brighter).
+* quantile normalisation (Badea & Popa): knots = the 0, 1, ..., 100th percentiles; the template
+  is the mean quantile function of the training images.
+
+``f`` is exact at the knots (``f(q_i) = t_i``) and monotone; voxels outside the mask (by default
+the zero background) keep their value, so a zero background stays zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+NYUL_PERCENTILES = (1.0, *np.arange(10.0, 100.0, 10.0), 99.0)
+NYUL_SCALE = (0.0, 100.0)
+QUANTILE_PERCENTILES = tuple(float(p) for p in range(101))
+
+
+def foreground(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Voxels that define the intensity distribution: ``mask`` or, without one, non-zero."""
+    if mask is not None:
+        return np.asarray(mask, dtype=bool)
+    return np.asarray(data) != 0
+
+
+def knots(data: np.ndarray, percentiles: Sequence[float],
+          mask: np.ndarray | None = None) -> np.ndarray:
+    values = np.asarray(data, dtype=np.float64)[foreground(data, mask)]
+    if values.size == 0:
+        raise ValueError("no foreground voxel to learn the intensity distribution from")
+    return np.percentile(values, percentiles)
+
+
+def piecewise_map(data: np.ndarray, src: Sequence[float], dst: Sequence[float],
+                  mask: np.ndarray | None = None) -> np.ndarray:
+    """Map ``src[i] -> dst[i]`` linearly between knots, extend the end segments beyond them.
+
+    Repeated source knots (flat histograms) are merged so the map stays a function; ``dst``
+    must be non-decreasing. Voxels outside ``mask`` (default: the zeros) are returned as is.
+    """
+    src, dst = _strict(np.asarray(src, float), np.asarray(dst, float))
+    data = np.asarray(data)
+    out = data.astype(np.float32, copy=True)
+    inside = foreground(data, mask)
+    values = data[inside].astype(np.float64)
+    if src.size == 1:  # a constant image: shift it onto the single target
+        out[inside] = dst[0]
+        return out
+    mapped = np.interp(values, src, dst)
+    low, high = values < src[0], values > src[-1]
+    mapped[low] = dst[0] + (values[low] - src[0]) * (dst[1] - dst[0]) / (src[1] - src[0])
+    mapped[high] = dst[-1] + (values[high] - src[-1]) * (dst[-1] - dst[-2]) / (src[-1] - src[-2])
+    out[inside] = mapped
+    return out
+
+
+def _strict(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if np.any(np.diff(dst) < 0):
+        raise ValueError("target knots must be non-decreasing")
+    keep = np.concatenate([[True], np.diff(src) > 0])
+    return src[keep], dst[keep]
+
+
+def learn_nyul(images: Iterable[np.ndarray], masks: Iterable[np.ndarray | None] | None = None
+               ) -> list[float]:
+    """Standard landmarks: mean decile positions after mapping [p1, p99] onto [0, 100]."""
+    images = list(images)
+    masks = [None] * len(images) if masks is None else list(masks)
+    scaled = []
+    for data, mask in zip(images, masks, strict=True):
+        k = knots(data, NYUL_PERCENTILES, mask)
+        span = max(k[-1] - k[0], 1e-12)
+        scaled.append(NYUL_SCALE[0] + (k - k[0]) / span * (NYUL_SCALE[1] - NYUL_SCALE[0]))
+    return [float(v) for v in np.mean(scaled, axis=0)]
+
+
+def apply_nyul(data: np.ndarray, landmarks: Sequence[float],
+               mask: np.ndarray | None = None) -> np.ndarray:
+    return piecewise_map(data, knots(data, NYUL_PERCENTILES, mask), landmarks, mask)
+
+
+def learn_quantile_template(images: Iterable[np.ndarray],
+                            masks: Iterable[np.ndarray | None] | None = None) -> list[float]:
+    """The template: mean quantile function (0..100th percentiles) of the training images."""
+    images = list(images)
+    masks = [None] * len(images) if masks is None else list(masks)
+    curves = [knots(d, QUANTILE_PERCENTILES, m) for d, m in zip(images, masks, strict=True)]
+    return [float(v) for v in np.mean(curves, axis=0)]
+
+
+def apply_quantile(data: np.ndarray, template: Sequence[float],
+                   mask: np.ndarray | None = None) -> np.ndarray:
+    return piecewise_map(data, knots(data, QUANTILE_PERCENTILES, mask), template, mask)
+
+
+def minmax(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Linear map of the foreground's [min, max] onto [0, 1]; the background keeps its value."""
+    inside = foreground(data, mask)
+    out = np.asarray(data, dtype=np.float32).copy()
+    values = out[inside]
+    if values.size:
+        lo, hi = float(values.min()), float(values.max())
+        out[inside] = (values - lo) / max(hi - lo, 1e-12)
+    return out
+
+
+def zscore_masked(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(x − mean) / std of the foreground; the background keeps its value."""
+    inside = foreground(data, mask)
+    out = np.asarray(data, dtype=np.float32).copy()
+    values = out[inside]
+    if values.size:
+        out[inside] = (values - values.mean()) / max(float(values.std()), 1e-6)
+    return out
