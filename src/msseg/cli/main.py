@@ -7,10 +7,21 @@ import sys
 from collections.abc import Sequence
 
 from msseg import __version__
-from msseg.cli import centerline, dataset, demo, evaluate, segment, stats, train
+from msseg.cli import (
+    centerline,
+    dataset,
+    demo,
+    evaluate,
+    experiment,
+    normalize,
+    segment,
+    stats,
+    train,
+)
 from msseg.errors import MssegError
 
-SUBCOMMANDS = (segment, centerline, evaluate, stats, dataset, train, demo)
+SUBCOMMANDS = (segment, centerline, normalize, evaluate, stats, dataset, train, experiment,
+               demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

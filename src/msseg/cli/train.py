@@ -29,6 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patch-size", type=lambda t: tuple(int(x) for x in t.split(",")))
     p.add_argument("--init-from", help="checkpoint whose compatible weights initialise the model")
     p.add_argument("--seed", type=int)
+    p.add_argument("--architecture", choices=("dynunet", "dilated_unet", "unet", "unetpp"))
+    p.add_argument("--normalization", choices=("zscore", "minmax", "nyul", "quantile"))
+    p.add_argument("--label-consensus", choices=("none", "union", "majority", "staple"),
+                   help="train on the consensus of the records' rater masks")
     p.add_argument("--resume", action="store_true", help="continue from checkpoint_last.pt")
     p.add_argument("--max-epochs", type=int,
                    help="stop after this many epochs in this call (resume later)")
@@ -36,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 OVERRIDES = ("dataset", "output", "dims", "epochs", "iterations_per_epoch", "batch_size",
-             "optimizer", "learning_rate", "sampling", "fold", "patch_size", "init_from", "seed")
+             "optimizer", "learning_rate", "sampling", "fold", "patch_size", "init_from", "seed",
+             "architecture", "normalization", "label_consensus")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -59,6 +59,7 @@ class Record:
     site: str
     chunk: int | None
     fold: int | None = None
+    raters: tuple[str, ...] = ()   # lesion masks of individual raters (X_label-lesion_raterK_seg)
 
 
 def is_mask_name(stem: str) -> bool:
@@ -101,7 +102,15 @@ def _record(root: Path, image: Path, masks: list[Path], sites: dict[str, str]) -
         session=("ses-" + entities["ses"]) if "ses" in entities else None,
         site=site or "unknown",
         chunk=int(entities["chunk"]) if "chunk" in entities else None,
+        raters=_find_raters(stem, masks),
     )
+
+
+def _find_raters(stem: str, masks: list[Path]) -> tuple[str, ...]:
+    pattern = re.compile(re.escape(stem) + r"_label-lesion_rater([A-Za-z0-9]+)_seg$")
+    found = sorted((m.group(1), str(p)) for p in masks
+                   if (m := pattern.match(strip_nifti_suffix(p.name))))
+    return tuple(path for _, path in found)
 
 
 def _plain_patient(rel: Path, stem: str) -> str:
@@ -163,5 +172,6 @@ def load_index(path: str | Path) -> list[Record]:
         raw = json.loads(path.read_text())["records"]
     except (OSError, ValueError, KeyError) as exc:
         raise MssegError(f"{path}: not an msseg dataset index ({exc})") from exc
-    return [Record(**{**r, "spacing": tuple(r["spacing"]), "shape": tuple(r["shape"])})
+    return [Record(**{**r, "spacing": tuple(r["spacing"]), "shape": tuple(r["shape"]),
+                      "raters": tuple(r.get("raters", ()))})
             for r in raw]

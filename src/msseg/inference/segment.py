@@ -33,6 +33,9 @@ from msseg.preprocess.tube import Tube, centres_on_grid
 from msseg.training.data import preprocess_image, tube_box
 
 MAX_OBLIQUITY_DEG = 30.0
+#: Interpolation order bringing probabilities back to the input grid, per plan frame: cubic
+#: for slices resized to the patch (linear loses up to 4% of thin lesions' volume there).
+BACK_ORDER = {"image": 1, "centerline": 1, "resize": 3}
 CORD_HALF_WIDTH_MM = 10.0   # the crop box reaches this far beyond the centerline, plus margin
 
 
@@ -94,7 +97,7 @@ class Segmenter:
         self.plan = model.plan
         self.network = model.load_network(options.device)
         self.finder = None
-        if options.crop or self.plan.frame == "centerline":
+        if self.plan.frame != "resize" and (options.crop or self.plan.frame == "centerline"):
             self.finder = CenterlineFinder(options.centerline, device=options.device,
                                            options=CenterlineOptions(
                                                slice_step_mm=options.centerline_step_mm))
@@ -154,11 +157,14 @@ class Segmenter:
                         np.zeros((len(self.plan.regions), *work.shape), np.float32))
             elif world is None or not self.options.crop:
                 prob = self._predict(work.data)
+                if self.plan.frame == "resize":  # slices without brain (all zero) stay empty
+                    prob[..., ~(work.data != 0).any(axis=(0, 1))] = 0
             else:
                 box = self.box(work, world)
                 prob = np.zeros((len(self.plan.regions), *work.shape), np.float32)
                 prob[(slice(None), *box)] = self._predict(work.data[box])
-        cord_p, lesion_p = (_to_native(work.with_data(p), rpi, image, keep)
+        order = BACK_ORDER[self.plan.frame]
+        cord_p, lesion_p = (_to_native(work.with_data(p), rpi, image, keep, order)
                             for p in self._regions(prob, work.shape))
         config = self.options.postprocess
         if "cord" not in self.plan.regions:  # nothing to restrict lesions to
@@ -174,12 +180,12 @@ class Segmenter:
                              time.perf_counter() - start, box, line)
 
 
-def _to_native(prob: Image, rpi: Image, image: Image, keep: tuple[slice, ...] | None = None
-               ) -> Image:
+def _to_native(prob: Image, rpi: Image, image: Image, keep: tuple[slice, ...] | None = None,
+               order: int = 1) -> Image:
     """Probabilities on the network grid -> the input's RPI grid (or its ``keep`` box, put
     back into zeros) -> the input's own voxel order."""
     target = rpi if keep is None else rpi.crop(keep)
-    on_rpi = resample_to_grid(prob, target.shape, target.affine, order=1).data
+    on_rpi = resample_to_grid(prob, target.shape, target.affine, order=order).data
     if keep is not None:
         full = np.zeros(rpi.shape, np.float32)
         full[keep] = on_rpi

@@ -45,9 +45,11 @@ class TrainConfig:
     loss: str = "dice_bce"            # dice_bce | dice | wbce (BCE, positives weighted)
     pos_weight: float = 1.0           # wbce: weight of positive voxels (Badea & Popa: 0.8)
     dropout: float = 0.0
-    normalization: str = "zscore"     # zscore (per image) | nyul | quantile (learnt, in plan)
+    normalization: str = "zscore"     # zscore (per image) | minmax | nyul | quantile (learnt)
     frame: str = "image"              # image | centerline (patches along the cord centerline)
+    #                                   | resize (axial slices resized to the patch: brain)
     augmentation: str = "nnunet"      # nnunet | cnn1 | cnn2 | none (msseg.training.augment)
+    label_consensus: str = "none"     # none | union | majority | staple of records' raters
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -98,15 +100,18 @@ class TrainConfig:
             raise MssegError(f"sampling {self.sampling!r}: must be uniform or contrast-sqrt")
         choices = {"architecture": ("dynunet", "dilated_unet", "unet", "unetpp"),
                    "loss": ("dice_bce", "dice", "wbce"),
-                   "normalization": ("zscore", "nyul", "quantile"),
-                   "frame": ("image", "centerline"),
-                   "augmentation": ("nnunet", "cnn1", "cnn2", "none")}
+                   "normalization": ("zscore", "nyul", "quantile", "minmax"),
+                   "frame": ("image", "centerline", "resize"),
+                   "augmentation": ("nnunet", "cnn1", "cnn2", "none"),
+                   "label_consensus": ("none", "union", "majority", "staple")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise MssegError(f"{key} {getattr(self, key)!r}: must be one of "
                                  f"{', '.join(allowed)}")
         if not self.regions or set(self.regions) - {"cord", "lesion"}:
             raise MssegError(f"regions {self.regions}: choose from cord, lesion")
+        if self.frame == "resize" and self.dims != 2:
+            raise MssegError("frame resize needs dims 2 (axial slices)")
         if self.frame == "centerline" and self.dims != 3:
             raise MssegError("frame centerline needs dims 3 (3D patches along the centerline)")
         if self.epochs < 1 or self.iterations_per_epoch < 1 or self.batch_size < 1:

@@ -7,7 +7,8 @@ training set followed by a z-score with the training set's mean/std; or quantile
 to the training set's template). Targets are region-based: ``regions[0]`` = cord ∪ lesion,
 ``regions[1]`` = lesion; a model is trained on the channels its plan names. With
 ``plan.frame == "centerline"`` a case is the tube of windows along its cord's centerline
-(:mod:`msseg.preprocess.tube`).
+(:mod:`msseg.preprocess.tube`); with ``plan.frame == "resize"`` every axial slice is resized to
+the patch size (brain FLAIR: 224×224) and back.
 """
 
 from __future__ import annotations
@@ -49,7 +50,12 @@ def zscore(data: np.ndarray) -> np.ndarray:
 
 
 def working_spacing(image: Image, plan: Plan) -> tuple[float, float, float]:
-    """Spacing of the network grid for this image: 2D models keep the slice thickness."""
+    """Spacing of the network grid for this image: 2D models keep the slice thickness; with
+    ``plan.frame == "resize"`` every axial slice is resized to exactly the patch size."""
+    if plan.frame == "resize":
+        return (*(n * s / p for n, s, p in zip(image.shape[:2], image.spacing[:2],
+                                                plan.patch_size, strict=True)),
+                image.spacing[2])
     if plan.dims == 2:
         return (*plan.target_spacing, image.spacing[2])
     return tuple(plan.target_spacing)
@@ -62,6 +68,8 @@ def normalize(data: np.ndarray, plan: Plan) -> np.ndarray:
         return ((standard - p["mean"]) / max(p["std"], 1e-6)).astype(np.float32)
     if plan.normalization == "quantile":
         return intensity.apply_quantile(data, plan.intensity["template"])
+    if plan.normalization == "minmax":
+        return intensity.minmax(data)
     return zscore(data)
 
 
@@ -102,7 +110,22 @@ def tube_box(points: np.ndarray, rpi: Image, plan: Plan, margin_mm: float = 5.0
     return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(None)
 
 
-def load_case(record: Record, plan: Plan) -> Case:
+def consensus_lesion(record: Record, method: str, spacing, shape, box=None) -> np.ndarray:
+    """The lesion label of a record: its lesion mask, or with ``method`` union / majority /
+    staple and rater masks in ``record.raters``, their consensus (msseg.evaluation.raters)."""
+    if method == "none" or not record.raters:
+        return _mask(record.lesion, spacing, shape, box)
+    from msseg.evaluation import raters
+
+    masks = [_mask(path, spacing, shape, box) for path in record.raters]
+    if method == "union":
+        return raters.union(masks)
+    if method == "majority":
+        return raters.majority_vote(masks)
+    return raters.staple(masks)[0]
+
+
+def load_case(record: Record, plan: Plan, consensus: str = "none") -> Case:
     image = io.load(record.image)
     box = None
     if plan.frame == "centerline":  # resample only around the cord (0.5 mm iso is large)
@@ -112,7 +135,7 @@ def load_case(record: Record, plan: Plan) -> Case:
     work = preprocess_image(image, plan, box)
     spacing = working_spacing(work, plan)  # the exact spacing the image was resampled to
     cord = _mask(record.cord, spacing, work.shape, box)
-    lesion = _mask(record.lesion, spacing, work.shape, box)
+    lesion = consensus_lesion(record, consensus, spacing, work.shape, box)
     regions = np.stack([cord | lesion, lesion]).astype(np.uint8)
     data = work.data
     if plan.frame == "centerline":

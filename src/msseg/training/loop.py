@@ -168,14 +168,15 @@ class Trainer:
         records = load_index(config.dataset)
         train_records, val_records = split_records(records, config)
         self.plan = make_plan(train_records, config)
-        if config.normalization != "zscore" and not self._resuming():
+        if config.normalization in ("nyul", "quantile") and not self._resuming():
             self.plan = self.plan.replace(intensity=learn_intensity(
                 [to_rpi(io.load(r.image)).data for r in train_records], config.normalization))
         elif self._resuming():  # the learnt intensity statistics are part of the checkpoint
             self.plan = Plan.from_dict(torch.load(self.out / "checkpoint_last.pt",
                                                   weights_only=False)["plan"])
-        self.cases = [load_case(r, self.plan) for r in train_records]
-        self.val_cases = ([crop_to_cord(load_case(r, self.plan))
+        self.cases = [load_case(r, self.plan, config.label_consensus) for r in train_records]
+        crop = crop_to_cord if self.plan.frame == "image" else (lambda case: case)
+        self.val_cases = ([crop(load_case(r, self.plan, config.label_consensus))
                            for r in val_records[:config.val_max_cases]]
                           if self.dist.main else [])
         torch.manual_seed(config.seed)

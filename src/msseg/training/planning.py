@@ -30,9 +30,9 @@ class Plan:
     architecture: str = "dynunet"           # see msseg.models.networks
     regions: tuple[str, ...] = ("cord", "lesion")
     dropout: float = 0.0
-    normalization: str = "zscore"           # zscore | nyul | quantile (msseg.training.data)
+    normalization: str = "zscore"           # zscore | minmax | nyul | quantile (training.data)
     intensity: dict[str, Any] = field(default_factory=dict)  # learnt landmarks / statistics
-    frame: str = "image"                    # image | centerline (patches along the centerline)
+    frame: str = "image"                    # image | centerline (tube) | resize (slices)
 
     def to_dict(self) -> dict:
         return asdict(self)

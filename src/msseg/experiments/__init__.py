@@ -1,0 +1,1 @@
+"""Experiments that train and test many models: cross-dataset generalisation matrices."""

@@ -1,0 +1,204 @@
+"""Cross-dataset generalisation (Badea & Popa): train on each dataset, test on every other.
+
+For a base training config and named datasets (msseg dataset indexes), each *training set* —
+every dataset alone and, with ``combine``, the union of all but one — gets a model trained by
+the one training engine (patient-level 80/20 split of the training set for model selection).
+Each model is tested with `msseg segment`'s pipeline on every image with a lesion mask of every
+other dataset, and on its own validation images (the diagonal). Per image: lesion Dice and IoU
+(both 1 when prediction and reference are empty, as MetricsReloaded).
+
+Outputs in OUT: ``per_image.csv`` (variant, train, test, image, dice, iou), ``dice_matrix.csv``
+and ``iou_matrix.csv`` (rows: training set, columns: test set, means), ``matrix.png`` (both as
+heatmaps), ``anova_tukey.csv`` (one-way ANOVA + Tukey HSD comparing training sets on their
+out-of-dataset per-image Dice), and, for each ablation ``KEY=a,b,…``, the matrix again with
+KEY = b, … and ``ablations.csv``: paired Wilcoxon signed-rank tests over the same
+(train, test, image) cells, value a against each other value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from msseg import io
+from msseg.cli.common import progress
+from msseg.data.index import Record, load_index, save_index
+from msseg.errors import MssegError
+from msseg.evaluation.voxel import dice
+from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.models.registry import package_checkpoint
+from msseg.statistics import COLUMNS, anova_tukey
+from msseg.training.config import TrainConfig
+from msseg.training.loop import split_records, train
+
+ABLATABLE = ("normalization", "architecture", "loss", "label_consensus", "augmentation")
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    name: str
+    members: tuple[str, ...]
+
+
+def training_sets(names: Sequence[str], combine: bool) -> list[TrainingSet]:
+    sets = [TrainingSet(n, (n,)) for n in names]
+    if combine and len(names) > 2:
+        sets += [TrainingSet(f"all-but-{n}", tuple(m for m in names if m != n)) for n in names]
+    return sets
+
+
+def iou(pred: np.ndarray, ref: np.ndarray) -> float:
+    """|P ∩ R| / |P ∪ R|; 1 when both are empty."""
+    union = np.logical_or(pred, ref).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, ref).sum() / union)
+
+
+def parse_ablations(items: Sequence[str]) -> dict[str, list[str]]:
+    out = {}
+    for item in items:
+        key, _, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if key not in ABLATABLE or len(vals) < 2:
+            raise MssegError(f"--ablation {item!r}: want KEY=a,b with KEY one of "
+                             f"{', '.join(ABLATABLE)}")
+        out[key] = vals
+    return out
+
+
+def run_experiment(datasets: Mapping[str, str | Path], base: TrainConfig, out: str | Path,
+                   combine: bool = False, ablations: Mapping[str, list[str]] | None = None,
+                   options: SegmentOptions | None = None) -> dict[str, pd.DataFrame]:
+    out = Path(out)
+    ablations = dict(ablations or {})
+    records = {name: load_index(path) for name, path in datasets.items()}
+    if len(records) < 2:
+        raise MssegError("cross-dataset needs at least two --dataset NAME=INDEX")
+    options = options or SegmentOptions(crop=False)
+    main_config = base.replace(**{k: v[0] for k, v in ablations.items()})
+    main_config.validate()
+    variants = {"main": main_config}
+    for key, values in ablations.items():
+        for value in values[1:]:
+            variants[f"{key}={value}"] = main_config.replace(**{key: value})
+            variants[f"{key}={value}"].validate()
+    sets = training_sets(list(records), combine)
+    rows = []
+    for variant, config in variants.items():
+        for tset in sets:
+            rows += _train_and_test(variant, config, tset, records, out, options)
+    per_image = pd.DataFrame(rows)
+    io.write_csv(per_image, out / "per_image.csv")
+    results = {"per_image": per_image}
+    main = per_image[per_image.variant == "main"]
+    for metric in ("dice", "iou"):
+        matrix = main.pivot_table(index="train", columns="test", values=metric, aggfunc="mean")
+        matrix = matrix.reindex(index=[s.name for s in sets], columns=list(records))
+        io.write_csv(matrix.reset_index(), out / f"{metric}_matrix.csv")
+        results[f"{metric}_matrix"] = matrix
+    plot_matrices(results["dice_matrix"], results["iou_matrix"], out / "matrix.png")
+    results["anova_tukey"] = _anova(main)
+    io.write_csv(results["anova_tukey"], out / "anova_tukey.csv")
+    results["ablations"] = _ablations(per_image, ablations)
+    io.write_csv(results["ablations"], out / "ablations.csv")
+    return results
+
+
+def _train_and_test(variant: str, config: TrainConfig, tset: TrainingSet,
+                    records: Mapping[str, list[Record]], out: Path,
+                    options: SegmentOptions) -> list[dict]:
+    run_dir = out / "runs" / _slug(variant) / tset.name
+    members = [r for name in tset.members for r in records[name]]
+    index = save_index(members, run_dir / "dataset.json")
+    config = config.replace(dataset=str(index), output=str(run_dir), fold=None)
+    if not (run_dir / "model" / "model.pt").exists():
+        train(config, resume=True)
+        package_checkpoint(run_dir / "checkpoint_best.pt", run_dir / "model",
+                           f"# cross-dataset run {variant} / {tset.name}\n")
+    from msseg.models.registry import open_model
+
+    segmenter = Segmenter(open_model(run_dir / "model"), options)
+    _, own_val = split_records(members, config)
+    tests = {name: recs for name, recs in records.items() if name not in tset.members}
+    if len(tset.members) == 1:
+        tests[tset.members[0]] = own_val        # the diagonal: its held-out split
+    rows = []
+    for test_name, recs in tests.items():
+        recs = [r for r in recs if r.lesion is not None or r.raters]
+        for r in progress(recs, f"{variant} {tset.name} -> {test_name}"):
+            pred = segmenter.segment(io.load(r.image), r.image).lesion.data > 0
+            ref = io.load(r.lesion).data > 0 if r.lesion else _consensus(r, config)
+            rows.append({"variant": variant, "train": tset.name, "test": test_name,
+                         "image": r.image, "dice": dice(pred, ref), "iou": iou(pred, ref)})
+    return rows
+
+
+def _consensus(record: Record, config: TrainConfig) -> np.ndarray:
+    from msseg.evaluation import raters
+
+    masks = [io.load(p).data > 0 for p in record.raters]
+    return raters.staple(masks)[0] if config.label_consensus == "staple" else \
+        raters.majority_vote(masks)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def _anova(main: pd.DataFrame) -> pd.DataFrame:
+    off = main[main.test != main.train]   # out-of-dataset tests only
+    groups = {name: g.dice.reset_index(drop=True) for name, g in off.groupby("train")}
+    groups = {k: v for k, v in groups.items() if len(v) >= 2}
+    if len(groups) < 2:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.DataFrame(anova_tukey(groups))
+
+
+def _ablations(per_image: pd.DataFrame, ablations: Mapping[str, list[str]]) -> pd.DataFrame:
+    rows = []
+    keyed = per_image.set_index(["train", "test", "image"])
+    base = keyed[keyed.variant == "main"].dice
+    for key, values in ablations.items():
+        for value in values[1:]:
+            other = keyed[keyed.variant == f"{key}={value}"].dice
+            a, b = base.align(other, join="inner")
+            diff = (a - b).to_numpy()
+            p = (float(stats.wilcoxon(a, b).pvalue) if len(a) >= 2 and np.any(diff != 0)
+                 else float("nan"))
+            rows.append({"factor": key, "a": values[0], "b": value, "n": len(a),
+                         "mean_dice_a": float(a.mean()), "mean_dice_b": float(b.mean()),
+                         "median_difference": float(np.median(diff)) if len(diff) else np.nan,
+                         "wilcoxon_p": p})
+    return pd.DataFrame(rows, columns=["factor", "a", "b", "n", "mean_dice_a", "mean_dice_b",
+                                       "median_difference", "wilcoxon_p"])
+
+
+def plot_matrices(dice_m: pd.DataFrame, iou_m: pd.DataFrame, png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(4 + 2.2 * dice_m.shape[1], 1.5 + 0.6 * len(dice_m)))
+    for ax, matrix, title in zip(axes, (dice_m, iou_m), ("Dice", "IoU"), strict=True):
+        im = ax.imshow(matrix.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=30, ha="right")
+        ax.set_yticks(range(matrix.shape[0]), matrix.index)
+        for (i, j), v in np.ndenumerate(matrix.to_numpy(dtype=float)):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center",
+                        color="white" if v < 0.5 else "black", fontsize=8)
+        ax.set_xlabel("tested on")
+        ax.set_ylabel("trained on")
+        ax.set_title(f"lesion {title}")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png

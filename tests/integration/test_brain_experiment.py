@@ -1,0 +1,154 @@
+"""Brain FLAIR pieces: msseg normalize, 224x224 slice round trip, lesion insertion, and the
+cross-dataset experiment runner on tiny synthetic datasets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msseg import io
+from msseg.cli.main import main
+from msseg.data.brain_synthesis import ScannerLike, insert_lesions, measure_lesion_intensity
+from msseg.data.index import assign_folds, save_index, scan
+from msseg.image import Image
+from msseg.inference.segment import BACK_ORDER
+from msseg.preprocess.orient import to_rpi
+from msseg.preprocess.resample import resample_to_grid, resample_to_spacing
+from msseg.synth import make_phantom
+from msseg.training.config import TrainConfig
+from msseg.training.data import working_spacing
+from msseg.training.planning import Plan
+
+
+def _flair(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.mgrid[:40, :48, :30]
+    brain = ((xx - 15) / 13) ** 2 + ((yy - 24) / 20) ** 2 + ((zz - 20) / 17) ** 2 <= 1
+    flair = np.where(brain, rng.normal(100, 5, brain.shape), 0).astype(np.float32)
+    lesion = np.zeros(brain.shape, bool)
+    for c in ((20, 20, 15), (15, 30, 12), (25, 25, 20)):
+        lesion |= ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) <= 4
+    flair[lesion] *= 1.6
+    return flair, lesion
+
+
+def test_lesion_intensity_model_and_insertion():
+    flair, lesion = _flair(0)
+    model = measure_lesion_intensity(flair, lesion)
+    assert model.ratios == pytest.approx([1.6] * 3, abs=0.1)
+    new = np.zeros_like(lesion)
+    new[10:13, 20:23, 8:11] = True
+    image, label = insert_lesions(flair, lesion, new, model, seed=1)
+    assert label.sum() == (lesion | new).sum()
+    ratio = image[new].mean() / np.median(flair[(flair > 0) & ~lesion])
+    assert 1.3 < ratio < 1.8                       # modelled on the real lesions
+    far = np.zeros_like(lesion)
+    far[30:, :, :] = True
+    np.testing.assert_array_equal(image[far & (flair == 0)], 0)
+    assert np.abs(image[(flair > 0) & ~new & far] - flair[(flair > 0) & ~new & far]).max() < 1e-3
+
+
+def test_scanner_like_transform_keeps_background_and_order():
+    flair, _ = _flair(0)
+    out = ScannerLike(gamma=1.5, scale=3.0, bias=0.0).apply(flair, seed=0)
+    brain = flair > 0
+    assert np.all(out[~brain] == 0)
+    order = np.argsort(flair[brain])
+    assert np.all(np.diff(out[brain][order]) >= -1e-3)
+    assert np.median(out[brain]) == pytest.approx(3 * np.median(flair[brain]), rel=0.01)
+
+
+def test_slices_resized_to_224_and_back_keep_mask_volume(shared_data):
+    from conftest import brain_lesion_masks
+
+    """Forward as the image (linear), back as the predictions (cubic, msseg.inference.segment
+    for frame resize; linear-back loses up to 4% of thin lesions), threshold 0.5."""
+    plan = Plan(2, (1.0, 1.0), (224, 224), ((3, 3),), ((1, 1),), (8,), frame="resize")
+    for path in brain_lesion_masks(shared_data)[:8]:
+        mask = to_rpi(io.load(path))
+        mask = mask.with_data((mask.data > 0).astype(np.float32))
+        small = resample_to_spacing(mask, working_spacing(mask, plan), order=1)
+        assert small.shape[:2] == (224, 224) and small.shape[2] == mask.shape[2]
+        back = resample_to_grid(small, mask.shape, mask.affine,
+                                order=BACK_ORDER["resize"]).data >= 0.5
+        volume = mask.data.sum()
+        assert abs(back.sum() - volume) / volume < 0.02
+
+
+def test_msseg_normalize_quantile_template_and_errors(tmp_path, capsys):
+    flair, _ = _flair(0)
+    img = Image(flair, np.diag([1.0, 1.0, 1.0, 1.0]))
+    io.save(img, tmp_path / "f.nii.gz")
+    (tmp_path / "t.json").write_text(json.dumps(np.linspace(0, 4, 101).tolist()))
+    assert main(["normalize", "-i", str(tmp_path / "f.nii.gz"), "-o", str(tmp_path / "q.nii.gz"),
+                 "--template", str(tmp_path / "t.json")]) == 0
+    out = io.load(tmp_path / "q.nii.gz").data
+    inside = flair != 0
+    assert out[inside].min() == pytest.approx(0, abs=1e-5)
+    assert out[inside].max() == pytest.approx(4, abs=1e-5)
+    assert np.median(out[inside]) == pytest.approx(2, abs=0.05) and np.all(out[~inside] == 0)
+    assert main(["normalize", "-i", str(tmp_path / "f.nii.gz"), "-o",
+                 str(tmp_path / "m.nii.gz"), "--method", "minmax"]) == 0
+    assert io.load(tmp_path / "m.nii.gz").data.max() == pytest.approx(1)
+    assert main(["normalize", "-i", str(tmp_path / "f.nii.gz"), "-o",
+                 str(tmp_path / "m.nii.gz"), "--method", "zscore"]) == 1
+    assert "exists" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert main(["normalize", "-i", str(tmp_path / "f.nii.gz"), "-o", str(tmp_path / "b.nii.gz"),
+                 "--template", str(tmp_path / "bad.json")]) == 1
+    assert "need 101 values" in capsys.readouterr().err
+
+
+def _dataset(root, seed, transform: ScannerLike) -> str:
+    for i in range(3):
+        p = make_phantom(seed + i, shape=(32, 32, 8), spacing=(1.0, 1.0, 2.0), n_lesions=3)
+        data = np.clip(p.image.data, 0, None) + 0.05
+        image = p.image.with_data(transform.apply(data, seed=i))
+        sub = root / f"sub-{seed}x{i}" / "anat"
+        io.save(image, sub / f"sub-{seed}x{i}_FLAIR.nii.gz")
+        io.save_like(np.ones(p.cord.shape), p.image, sub / f"sub-{seed}x{i}_FLAIR_seg.nii.gz")
+        io.save_like(p.lesion.data, p.image, sub / f"sub-{seed}x{i}_FLAIR_lesionseg.nii.gz")
+    return str(save_index(assign_folds(scan(root), 2), root / "index.json"))
+
+
+@pytest.mark.slow
+def test_cross_dataset_runner_full_matrix(tmp_path):
+    datasets = {"a": _dataset(tmp_path / "a", 0, ScannerLike()),
+                "b": _dataset(tmp_path / "b", 10, ScannerLike(gamma=1.5, scale=4.0)),
+                "c": _dataset(tmp_path / "c", 20, ScannerLike(gamma=0.7, scale=0.3))}
+    base = TrainConfig(task="brain_lesion_flair", dims=2, frame="resize", patch_size=(32, 32),
+                       architecture="unetpp", regions=("lesion",), loss="wbce", pos_weight=0.8,
+                       optimizer="adam", learning_rate=1e-3, weight_decay=1e-6,
+                       normalization="quantile", epochs=1, iterations_per_epoch=2,
+                       batch_size=2, base_filters=4, foreground_fraction=1.0,
+                       augmentation="none", num_threads=1, val_max_cases=1)
+    config = base.to_yaml(tmp_path / "base.yaml")
+    argv = ["experiment", "cross-dataset", str(config), "-o", str(tmp_path / "out"),
+            "--combine", "--ablation", "normalization=quantile,minmax"]
+    for name, index in datasets.items():
+        argv += ["--dataset", f"{name}={index}"]
+    assert main(argv) == 0
+    out = tmp_path / "out"
+    dice_m = pd.read_csv(out / "dice_matrix.csv").set_index("train")
+    assert list(dice_m.index) == ["a", "b", "c", "all-but-a", "all-but-b", "all-but-c"]
+    assert list(dice_m.columns) == ["a", "b", "c"]
+    singles = dice_m.loc[["a", "b", "c"]].to_numpy()
+    assert np.isfinite(singles).all()            # the diagonal is each run's own validation
+    assert np.isfinite(dice_m.loc["all-but-a", "a"]) and np.isnan(dice_m.loc["all-but-a", "b"])
+    iou_m = pd.read_csv(out / "iou_matrix.csv").set_index("train")
+    assert (iou_m.to_numpy()[np.isfinite(iou_m.to_numpy())] <=
+            dice_m.to_numpy()[np.isfinite(dice_m.to_numpy())] + 1e-9).all()
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert set(per_image.variant) == {"main", "normalization=minmax"}
+    ablation = pd.read_csv(out / "ablations.csv")
+    assert ablation.factor.tolist() == ["normalization"] and ablation.n[0] > 0
+    anova = pd.read_csv(out / "anova_tukey.csv")
+    assert anova.test.iloc[0] == "anova_oneway" and (anova.test == "tukey_hsd").sum() == 15
+    assert (out / "matrix.png").stat().st_size > 5000
+    # a second call reuses every trained model
+    before = (out / "runs" / "main" / "a" / "model" / "model.pt").stat().st_mtime
+    assert main(argv) == 0
+    assert (out / "runs" / "main" / "a" / "model" / "model.pt").stat().st_mtime == before
