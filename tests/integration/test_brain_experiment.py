@@ -152,3 +152,14 @@ def test_cross_dataset_runner_full_matrix(tmp_path):
     before = (out / "runs" / "main" / "a" / "model" / "model.pt").stat().st_mtime
     assert main(argv) == 0
     assert (out / "runs" / "main" / "a" / "model" / "model.pt").stat().st_mtime == before
+    # a brain model through msseg segment: lesion mask in native space, no cord output
+    image = pd.read_csv(out / "per_image.csv").image.iloc[0]
+    seg_out = tmp_path / "seg"
+    assert main(["segment", str(out / "runs" / "main" / "a" / "model"), "-i", image,
+                 "-o", str(seg_out)]) == 0
+    stem = io.strip_nifti_suffix(image.rsplit("/", 1)[-1])
+    names = {p.name for p in seg_out.iterdir()}
+    assert f"{stem}_label-lesion_seg.nii.gz" in names
+    assert not any("SC_seg" in n for n in names)
+    mask = io.load(seg_out / f"{stem}_label-lesion_seg.nii.gz")
+    np.testing.assert_array_equal(mask.affine, io.load(image).affine)

@@ -140,3 +140,16 @@ def test_lesion_share_centres_patches_on_lesions():
     hit_without = np.mean([without.sample()[1][1].any() for _ in range(400)])
     assert hit_with == pytest.approx(0.5, abs=0.08)
     assert hit_without < 0.1
+
+
+def test_resize_frame_samples_whole_slices():
+    from msseg.training.data import Case, PatchSampler
+
+    p = plan([[1, 1, 1]], [[8, 8, 4]], dims=2, patch_size=(8, 8)).replace(frame="resize")
+    image = np.arange(8 * 8 * 4, dtype=np.float32).reshape(8, 8, 4)
+    regions = np.zeros((2, 8, 8, 4), np.uint8)
+    regions[0, 2, 3, 1] = 1
+    sampler = PatchSampler([Case("c", "FLAIR", image, regions)], p, np.ones(1), 1.0, 0.5, 0)
+    patch, target = sampler.sample()
+    np.testing.assert_array_equal(patch[0], image[:, :, 1])   # the whole slice, no shift
+    assert target[0, 2, 3] == 1 and target.sum() == 1

@@ -1,9 +1,10 @@
 """``msseg segment``: spinal cord and lesion masks for one scan, a folder or a BIDS tree.
 
-Outputs per input ``X.nii.gz`` in OUTDIR: ``X_label-SC_seg.nii.gz`` (cord, 0/1),
-``X_label-lesion_seg.nii.gz`` (lesions, 0/1), with ``--soft`` ``X_label-lesion_probseg.nii.gz``,
-and ``X_lesions.csv`` (one row per lesion); ``summary.csv`` has one row per scan. Masks are in
-the input's native space with its exact header; inputs are never modified.
+Outputs per input ``X.nii.gz`` in OUTDIR: ``X_label-SC_seg.nii.gz`` (cord, 0/1; not for
+brain models), ``X_label-lesion_seg.nii.gz`` (lesions, 0/1), with ``--soft``
+``X_label-lesion_probseg.nii.gz``, and ``X_lesions.csv`` (one row per lesion); ``summary.csv``
+has one row per scan. Masks are in the input's native space with its exact header; inputs are
+never modified.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         postprocess=PostprocessConfig(cord_margin_mm=args.cord_margin_mm,
                                       min_lesion_volume_mm3=args.min_lesion_volume_mm3))
-    jobs = [Job(path.resolve(), args.outdir.resolve(), model.path, options, args.soft, args.qc)
-            for path in inputs]
+    has_cord = "cord" in model.plan.regions
+    jobs = [Job(path.resolve(), args.outdir.resolve(), model.path, options, args.soft, args.qc,
+                has_cord) for path in inputs]
     single = len(jobs) == 1
     summary = _run(jobs, args, write_summary=not single)
     failed = summary[summary.status == "failed"]
@@ -114,10 +116,9 @@ def _write_options(model: Path, options: SegmentOptions, outdir: Path) -> None:
 def _print_viewer(jobs: list[Job], summary: pd.DataFrame) -> None:
     ok = [j for j, s in zip(jobs, summary.status, strict=True) if s != "failed"]
     if ok:
-        j = ok[0]
-        out = j.outputs()
-        print(f"view: fsleyes {j.image} {out['cord']} -cm green -a 40 "
-              f"{out['lesion']} -cm red -a 70")
+        out = ok[0].outputs()
+        cord = f"{out['cord']} -cm green -a 40 " if "cord" in out else ""
+        print(f"view: fsleyes {ok[0].image} {cord}{out['lesion']} -cm red -a 70")
 
 
 def list_tasks() -> int:

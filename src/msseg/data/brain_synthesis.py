@@ -4,10 +4,10 @@ scanner-like intensity transforms that make datasets differ the way sites do.
 Lesion intensities are modelled on the background's own real lesions: for each real lesion the
 ratio of its mean FLAIR intensity to the median of the surrounding normal-appearing tissue (a
 3-voxel shell outside it) is measured; an inserted lesion draws a ratio from those (with 10%
-jitter), multiplies the local background by it, and is blended in with a partial-volume edge
-(Gaussian-smoothed mask, σ = 0.7 voxel) plus the image's own noise level. Inserted lesions are
-kept inside the brain (non-zero voxels); the label is the union of the background's real
-lesions and the inserted ones.
+jitter), multiplies the local level of lesion-free tissue (Gaussian-weighted, σ = 2 voxels) by
+it, and is blended in with a partial-volume edge (Gaussian-smoothed mask, σ = 0.7 voxel) plus
+the image's own noise level. Inserted lesions are kept inside the brain (non-zero voxels); the
+label is the union of the background's real lesions and the inserted ones.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def insert_lesions(flair: np.ndarray, own_lesion: np.ndarray, new_lesion: np.nda
         ratio_map[labels == i] = rng.choice(model.ratios) * rng.uniform(0.9, 1.1)
     alpha = ndimage.gaussian_filter(new.astype(np.float32), 0.7)
     ratio = ndimage.grey_dilation(ratio_map, size=3)   # carries each lesion's ratio to its edge
-    background = ndimage.median_filter(flair, size=5).astype(np.float32)
+    tissue = (brain & ~(own_lesion > 0)).astype(np.float32)   # normalised convolution:
+    background = (ndimage.gaussian_filter(flair * tissue, 2.0) /  # local tissue level
+                  np.maximum(ndimage.gaussian_filter(tissue, 2.0), 1e-3)).astype(np.float32)
     target = background * np.where(ratio > 0, ratio, 1.0)
     target += rng.normal(0, model.noise_std, flair.shape).astype(np.float32) * background
     out = (1 - alpha) * flair + alpha * target

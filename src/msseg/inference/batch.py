@@ -40,13 +40,15 @@ class Job:
     options: SegmentOptions
     soft: bool
     qcdir: Path | None = None
+    cord: bool = True          # the model outputs a cord (False: brain lesion models)
 
     @property
     def name(self) -> str:
         return io.strip_nifti_suffix(self.image.name)
 
     def outputs(self) -> dict[str, Path]:
-        keys = [k for k in SUFFIXES if self.soft or k != "probability"]
+        keys = [k for k in SUFFIXES if (self.soft or k != "probability")
+                and (self.cord or k != "cord")]
         return {k: self.outdir / f"{self.name}{SUFFIXES[k]}" for k in keys}
 
     def done(self) -> bool:
@@ -96,12 +98,14 @@ def run_job(job: Job) -> dict:
             from msseg.report.qc import scan_figures
 
             scan_figures(job.name, image, result.cord, result.lesion, job.qcdir)
-        io.save_like(result.cord.data, image, out["cord"])
+        if "cord" in out:
+            io.save_like(result.cord.data, image, out["cord"])
         io.save_like(result.lesion.data, image, out["lesion"])
         if job.soft:
             io.save_like(result.lesion_probability.data, image, out["probability"], np.float32)
         io.write_csv(result.table, out["table"])  # last: its presence marks the scan done
-        cord_mm3 = float(result.cord.data.sum()) * image.voxel_volume_mm3
+        cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3 if "cord" in out
+                    else float("nan"))
         return _row(job.name, "ok", result.table, cord_mm3, time.perf_counter() - start)
     except MssegError as exc:
         return _row(job.name, "failed", seconds=time.perf_counter() - start, error=str(exc))

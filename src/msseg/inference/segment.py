@@ -175,7 +175,8 @@ class Segmenter:
                                    config)
         cord_img = image.with_data(cord.astype(np.uint8))
         lesion_img = image.with_data(lesion.astype(np.uint8))
-        table = lesion_table(lesion_img, lesion_p, cord_img)
+        table = lesion_table(lesion_img, lesion_p,
+                             cord_img if "cord" in self.plan.regions else None)
         return SegmentResult(cord_img, lesion_img, lesion_p, table,
                              time.perf_counter() - start, box, line)
 

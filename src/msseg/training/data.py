@@ -218,7 +218,10 @@ class PatchSampler:
         patch = np.array(self.plan.patch_size)
         if self.plan.dims == 2:
             k = int(round(centre[2]))
-            centre = centre[:2] + self.rng.uniform(-1, 1, 2) * self.jitter * patch
+            if self.plan.frame == "resize":  # the whole (resized) slice, as at inference
+                centre = shape[:2] / 2
+            else:
+                centre = centre[:2] + self.rng.uniform(-1, 1, 2) * self.jitter * patch
             image, target = case.image[:, :, k], case.regions[:, :, :, k]
         else:
             centre = centre + self.rng.uniform(-1, 1, 3) * self.jitter * patch
