@@ -41,6 +41,17 @@ DATA = """real cord scans of sct_testing_data, sct_2014_testing (errsm_11/18/21/
   T2w, T2*w, T1w)."""
 
 
+LIMITS = {
+    "centerline": """A few dozen real scans from 4 sites plus synthetic data, 16 epochs on a CPU
+(published learning rate 1e-4): a heatmap for the centerline, not a cord segmentation.""",
+    "sc_2stage": """A few dozen real scans from 4 sites plus synthetic data, trained on a CPU
+budget with a learning rate 10x the published 5e-5 so that it converges in a few epochs: expect
+lower accuracy than the published model.""",
+    "lesion_2stage": """As sc_2stage; lesion numbers are on lesions synthesised into real scans
+(no public spinal cord data with real lesion masks exists).""",
+}
+
+
 def network_line(model: ModelFolder) -> str:
     plan, config = model.plan, model.config
     n_params = sum(v.numel() for v in torch.load(model.path / "model.pt").values())
@@ -72,9 +83,7 @@ def card(task: str, model: ModelFolder, log: pd.DataFrame, results: str) -> str:
 
 ## Limits
 
-A few dozen real scans from 4 sites plus synthetic data, trained on a CPU budget (learning
-rates above the published ones so that it converges in ~15 epochs): expect lower accuracy than
-the published models. Lesion numbers are on lesions synthesised into real scans.
+{LIMITS[task]}
 """
 
 

@@ -62,10 +62,14 @@ class CenterlineFinder:
         if self.method == "intensity":
             heat[:, :, ks] = intensity_heatmap(grid.data[:, :, ks], grid.spacing)
             return heat, grid
+        # CNN1 is fully convolutional: one window per whole slice (padded to its total stride
+        # of 4) gives the same values as a sliding window without the overlap's repeated work
+        whole = tuple(int(np.ceil(n / 4) * 4) for n in grid.shape[:2])
+        plan = self.model.plan.replace(patch_size=whole)
         with torch.inference_mode():
-            heat[:, :, ks] = predict_probabilities(self.network, grid.data[:, :, ks],
-                                                   self.model.plan, overlap=0.25,
-                                                   batch_size=16, device=self.device)[0]
+            heat[:, :, ks] = predict_probabilities(self.network, grid.data[:, :, ks], plan,
+                                                   overlap=0.0, batch_size=4,
+                                                   device=self.device)[0]
         return heat, grid
 
     def find(self, image: Image) -> Centerline:

@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smoothness", type=float, default=PathCost().smoothness,
                    help="λ of the path cost (per mm² of displacement per mm of height)")
     p.add_argument("--smoothing-mm", type=float, default=CenterlineOptions().smoothing_mm)
+    p.add_argument("--slice-step-mm", type=float, default=0.0,
+                   help="heatmap on slices this far apart, bridged by the path (0: every slice)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=run)
@@ -39,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = CenterlineOptions(smoothing_mm=args.smoothing_mm,
+                                slice_step_mm=args.slice_step_mm,
                                 cost=PathCost(smoothness=args.smoothness))
     model = open_model(args.model) if args.model else None
     stems = [io.strip_nifti_suffix(p.name) for p in args.input]

@@ -48,7 +48,7 @@ class SegmentOptions:
     backend: str = "torch"  # torch | onnx
     crop_margin_mm: float = 20.0
     centerline: str = "cnn"     # cnn | intensity: how stage 1 finds the cord
-    centerline_step_mm: float = 3.0  # stage-1 heatmap on slices this far apart (0: all)
+    centerline_step_mm: float = 5.0  # stage-1 heatmap on slices this far apart (0: all)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
 
     def to_dict(self) -> dict:
