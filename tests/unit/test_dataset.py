@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -121,3 +122,35 @@ def test_dataset_scan_cli(bids, tmp_path, capsys):
     assert main(["dataset", "scan", str(bids), "-o", str(out), "--folds", "2"]) == 0
     assert "5 images of 3 patients" in capsys.readouterr().out
     assert main(["dataset", "scan", str(bids), "-o", str(out)]) == 1  # exists
+
+
+def test_rater_masks_indexed_and_consensus_labels(tmp_path):
+    from msseg import io
+    from msseg.data.index import scan
+    from msseg.preprocess.orient import to_rpi
+    from msseg.synth import make_phantom
+    from msseg.training.data import load_case
+    from msseg.training.planning import plan as make_plan
+
+    p = make_phantom(0, shape=(24, 24, 4), spacing=(1.0, 1.0, 1.0), n_lesions=0)
+    anat = tmp_path / "sub-r01" / "anat"
+    io.save(p.image, anat / "sub-r01_FLAIR.nii.gz")
+    io.save_like(p.cord.data, p.image, anat / "sub-r01_FLAIR_seg.nii.gz")
+    raters = []
+    for k, rows in enumerate(((4, 10), (6, 12), (8, 14)), start=1):
+        mask = np.zeros(p.image.shape, np.uint8)
+        mask[rows[0]:rows[1], 10:12, 1:3] = 1
+        raters.append(mask)
+        io.save_like(mask, p.image, anat / f"sub-r01_FLAIR_label-lesion_rater{k}_seg.nii.gz")
+    (record,) = scan(tmp_path)
+    assert [Path(r).name for r in record.raters] == [
+        f"sub-r01_FLAIR_label-lesion_rater{k}_seg.nii.gz" for k in (1, 2, 3)]
+    plan = make_plan([[1, 1, 1]], [[24, 24, 4]], dims=2, patch_size=(16, 16),
+                     target_spacing=(1.0, 1.0))
+    stack = np.stack([to_rpi(p.image.with_data(m)).data for m in raters]).astype(bool)
+    expected = {"union": stack.any(0), "majority": stack.sum(0) >= 2}
+    for method, want in expected.items():
+        case = load_case(record, plan, method)
+        np.testing.assert_array_equal(case.regions[1] > 0, want)
+    staple = load_case(record, plan, "staple").regions[1] > 0
+    assert expected["majority"].sum() * 0.5 <= staple.sum() <= expected["union"].sum()

@@ -159,3 +159,15 @@ def test_load_rejects_non_nifti_4d_and_nan(tmp_path):
 def test_bad_quaternion_file_is_refused(shared_data):
     with pytest.raises(MssegError, match="bad_quaternion"):
         io.load(shared_data / "spine/sct_testing_data/_history/bad_quaternion.nii.gz")
+
+
+def test_crop_keeps_world_positions():
+    from msseg.image import Image
+
+    affine = np.array([[-0.5, 0, 0, 10], [0, 0.7, 0, -3], [0, 0, 2.0, 4], [0, 0, 0, 1]])
+    image = Image(np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4), affine)
+    sub = image.crop((slice(2, 5), slice(1, 4), slice(None)))
+    assert sub.shape == (3, 3, 4)
+    np.testing.assert_allclose(sub.world_coordinates([[0, 0, 0]]),
+                               image.world_coordinates([[2, 1, 0]]))
+    assert sub.data[1, 2, 3] == image.data[3, 3, 3]

@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--combine", action="store_true",
                    help="also train on the union of all datasets but one")
     c.add_argument("--ablation", action="append", default=[], metavar="KEY=a,b")
+    c.add_argument("--max-test-images", type=int,
+                   help="test on at most this many images per dataset (CPU budget)")
     c.add_argument("--label-consensus", choices=("none", "union", "majority", "staple"))
     c.set_defaults(run=run)
 
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.label_consensus:
         base = base.replace(label_consensus=args.label_consensus)
     results = run_experiment(parse_datasets(args.dataset), base, args.outdir, args.combine,
-                             parse_ablations(args.ablation))
+                             parse_ablations(args.ablation),
+                             max_test_images=args.max_test_images)
     for name in ("dice_matrix", "iou_matrix"):
         print_table(results[name].round(3).reset_index(), name.replace("_", " "))
     if len(results["ablations"]):

@@ -126,7 +126,8 @@ def list_tasks() -> int:
     if not models:
         print("no bundled model")
     for model in models:
-        print(f"== {model.path.name} ==\n{model.card}\n")
+        note = " (stage 1 only: use `msseg centerline`)" if model.task == "centerline" else ""
+        print(f"== {model.path.name}{note} ==\n{model.card}\n")
     return 0
 
 

@@ -4,7 +4,8 @@ For a base training config and named datasets (msseg dataset indexes), each *tra
 every dataset alone and, with ``combine``, the union of all but one — gets a model trained by
 the one training engine (patient-level 80/20 split of the training set for model selection).
 Each model is tested with `msseg segment`'s pipeline on every image with a lesion mask of every
-other dataset, and on its own validation images (the diagonal). Per image: lesion Dice and IoU
+other dataset (the first ``max_test_images`` of each, for a CPU budget), and on its own
+validation images (the diagonal). Per image: lesion Dice and IoU
 (both 1 when prediction and reference are empty, as MetricsReloaded).
 
 Outputs in OUT: ``per_image.csv`` (variant, train, test, image, dice, iou), ``dice_matrix.csv``
@@ -73,7 +74,8 @@ def parse_ablations(items: Sequence[str]) -> dict[str, list[str]]:
 
 def run_experiment(datasets: Mapping[str, str | Path], base: TrainConfig, out: str | Path,
                    combine: bool = False, ablations: Mapping[str, list[str]] | None = None,
-                   options: SegmentOptions | None = None) -> dict[str, pd.DataFrame]:
+                   options: SegmentOptions | None = None, max_test_images: int | None = None
+                   ) -> dict[str, pd.DataFrame]:
     out = Path(out)
     ablations = dict(ablations or {})
     records = {name: load_index(path) for name, path in datasets.items()}
@@ -91,7 +93,8 @@ def run_experiment(datasets: Mapping[str, str | Path], base: TrainConfig, out: s
     rows = []
     for variant, config in variants.items():
         for tset in sets:
-            rows += _train_and_test(variant, config, tset, records, out, options)
+            rows += _train_and_test(variant, config, tset, records, out, options,
+                                    max_test_images)
     per_image = pd.DataFrame(rows)
     io.write_csv(per_image, out / "per_image.csv")
     results = {"per_image": per_image}
@@ -111,7 +114,7 @@ def run_experiment(datasets: Mapping[str, str | Path], base: TrainConfig, out: s
 
 def _train_and_test(variant: str, config: TrainConfig, tset: TrainingSet,
                     records: Mapping[str, list[Record]], out: Path,
-                    options: SegmentOptions) -> list[dict]:
+                    options: SegmentOptions, max_test_images: int | None) -> list[dict]:
     run_dir = out / "runs" / _slug(variant) / tset.name
     members = [r for name in tset.members for r in records[name]]
     index = save_index(members, run_dir / "dataset.json")
@@ -129,7 +132,7 @@ def _train_and_test(variant: str, config: TrainConfig, tset: TrainingSet,
         tests[tset.members[0]] = own_val        # the diagonal: its held-out split
     rows = []
     for test_name, recs in tests.items():
-        recs = [r for r in recs if r.lesion is not None or r.raters]
+        recs = [r for r in recs if r.lesion is not None or r.raters][:max_test_images]
         for r in progress(recs, f"{variant} {tset.name} -> {test_name}"):
             pred = segmenter.segment(io.load(r.image), r.image).lesion.data > 0
             ref = io.load(r.lesion).data > 0 if r.lesion else _consensus(r, config)
