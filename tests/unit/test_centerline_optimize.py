@@ -27,7 +27,8 @@ def test_dynamic_programming_is_exact_on_small_cases(seed):
     positions = [rng.uniform(0, 20, (int(rng.integers(0, 3)), 2)) for _ in range(n)]
     scores = [rng.uniform(0, 1, len(p)) for p in positions]
     z = np.cumsum(rng.uniform(0.5, 3, n))
-    cost = PathCost(smoothness=float(rng.uniform(0.01, 0.5)), max_gap_mm=float(rng.uniform(2, 6)))
+    cost = PathCost(smoothness=float(rng.uniform(0.01, 0.5)), max_gap_mm=float(rng.uniform(2, 6)),
+                    free_slope=float(rng.uniform(0, 2)))
     choice = optimal_path(positions, scores, z, cost)
     assert path_cost(choice, positions, scores, z, cost) == pytest.approx(
         brute_force(positions, scores, z, cost), abs=1e-9)
@@ -42,7 +43,7 @@ def test_corrupted_slice_is_skipped_and_dropped_slices_bridged():
     choice = optimal_path(positions, scores, z, PathCost(smoothness=1.0))
     assert choice == [0, 0, 0, -1, 0, -1, 0, 0]
     # a weak but plausible second candidate on the corrupted slice is preferred
-    positions[3] = np.array([[40.0, 10.0], [10.5, 10.0]])  # jumps cost 2 x 0.25 < 0.6
+    positions[3] = np.array([[40.0, 10.0], [10.5, 10.0]])  # 0.5 mm drift: free
     scores[3] = np.array([1.0, 0.6])
     assert optimal_path(positions, scores, z, PathCost(smoothness=1.0))[3] == 1
 
@@ -120,3 +121,14 @@ def test_heatmap_slice_step_keeps_both_ends_and_is_bridged():
                                    CenterlineOptions(smoothing_mm=0))
     np.testing.assert_array_equal(line.detected, keep)
     assert np.abs(line.voxels - truth).max() < 1.0   # linear bridges of a smooth curve
+
+
+def test_oblique_cord_sampled_sparsely_is_kept():
+    """A cord drifting 0.6 mm per mm along S–I, heatmap every 5 mm: every sample is chosen
+    (a pure displacement penalty, free_slope = 0, keeps a single one)."""
+    z = np.arange(0.0, 100.0, 5.0)
+    positions = [np.array([[0.6 * h, 0.0]]) for h in z]
+    scores = [np.array([0.95]) for _ in z]
+    assert optimal_path(positions, scores, z) == [0] * len(z)
+    choice = optimal_path(positions, scores, z, PathCost(free_slope=0.0))
+    assert sum(c >= 0 for c in choice) == 1

@@ -4,14 +4,17 @@ Each axial slice ``k`` (at height ``z_k`` mm) offers candidate in-plane position
 with detection scores ``s_kc`` in [0, 1]. A path chooses at most one candidate per slice (a
 slice may be skipped: CNN1 found nothing there, or only something implausible) and costs
 
-    E = Σ_chosen (−w · s_kc)  +  λ · Σ_consecutive chosen (j, k) ‖p_k − p_j‖² / (z_k − z_j)
+    E = Σ_chosen (−w · s_kc)  +  λ · Σ_consecutive chosen (j, k) [‖p_k − p_j‖ − σ·Δz]₊² / Δz
 
-with chosen slices at most ``max_gap_mm`` apart (the empty path costs 0). The smoothness term is
-the discrete bending energy of a Brownian path: splitting a displacement D over a gap G into n
-steps costs n·(D/n)²/(G/n) = D²/G, so skipped slices neither reward nor punish a straight
-bridge. An isolated false detection far from the cord is skipped when its jump costs more than
-its score — the continuity regularisation of OptiC (Gros et al. 2018) that lets the
-centerline survive slices where CNN1 fails.
+with Δz = z_k − z_j, chosen slices at most ``max_gap_mm`` apart (the empty path costs 0) and
+[x]₊ = max(x, 0). The cord may drift in-plane by up to σ mm per mm along S–I for free (``free_
+slope``, default 1, i.e. 45°: an oblique cord in a sagittal acquisition costs nothing, however
+far apart the sampled slices are); beyond that the penalty is quadratic, divided by the gap as
+for a Brownian path (splitting an excess D over a gap G into n steps costs n·(D/n)²/(G/n) =
+D²/G, so skipped slices neither reward nor punish a straight bridge). An isolated false
+detection far from the cord is skipped when its jump costs more than its score — the
+continuity regularisation of OptiC (Gros et al. 2018) that lets the centerline survive slices
+where CNN1 fails.
 
 Minimising E over all paths is a shortest path in a DAG: ``best[k, c] = −w s_kc + min(0,
 min_{j, c'} best[j, c'] + λ‖p_kc − p_jc'‖²/(z_k − z_j))`` in O(Z · gap · K²).
@@ -27,7 +30,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PathCost:
-    smoothness: float = 1.0      # λ, per mm² of displacement per mm of height
+    smoothness: float = 1.0      # λ, per mm² of excess displacement per mm of height
+    free_slope: float = 1.0      # σ, in-plane mm per S–I mm that cost nothing
     score_weight: float = 1.0    # w
     max_gap_mm: float = 40.0     # chosen slices at most this far apart
 
@@ -46,9 +50,16 @@ def path_cost(choice: Sequence[int], positions: Sequence[np.ndarray],
             gap = z[k] - z[j]
             if gap > cost.max_gap_mm + 1e-9:
                 return float("inf")
-            total += cost.smoothness * float(np.sum((positions[k][c] - positions[j][cj])**2)) / gap
+            total += _pair(positions[k][c][None], positions[j][cj][None], gap, cost)[0, 0]
         last = (k, c)
     return total
+
+
+def _pair(p: np.ndarray, q: np.ndarray, gap: float, cost: PathCost) -> np.ndarray:
+    """(len(p), len(q)) smoothness costs between candidates ``gap`` mm apart along S–I."""
+    distance = np.sqrt(((p[:, None] - q[None]) ** 2).sum(-1))
+    excess = np.maximum(distance - cost.free_slope * gap, 0.0)
+    return cost.smoothness * excess**2 / gap
 
 
 def optimal_path(positions: Sequence[np.ndarray], scores: Sequence[np.ndarray],
@@ -70,7 +81,7 @@ def optimal_path(positions: Sequence[np.ndarray], scores: Sequence[np.ndarray],
         while j >= 0 and z[k] - z[j] <= cost.max_gap_mm + 1e-9:
             if len(best[j]):
                 q = np.asarray(positions[j], float).reshape(-1, 2)
-                pair = cost.smoothness * ((p[:, None] - q[None]) ** 2).sum(-1) / (z[k] - z[j])
+                pair = _pair(p, q, z[k] - z[j], cost)
                 total = best[j][None] + pair              # (here, previous)
                 arg = total.argmin(1)
                 cand = unary + total[np.arange(len(p)), arg]
