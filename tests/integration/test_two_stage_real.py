@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from msseg import io
+from msseg.centerline.detect import CenterlineOptions
 from msseg.centerline.finder import CenterlineFinder
 from msseg.evaluation.centerline import centerline_from_mask, centerline_mse_mm, localisation_rate
 from msseg.evaluation.voxel import dice
@@ -28,7 +29,8 @@ HELD_OUT = {  # image, manual cord mask (held-out subjects: never trained on)
 
 @pytest.fixture(scope="module")
 def finder():
-    return CenterlineFinder("cnn")
+    """CNN1 heatmap on slices ≥ 2 mm apart (the path bridges the rest), to keep tests quick."""
+    return CenterlineFinder("cnn", options=CenterlineOptions(slice_step_mm=2.0))
 
 
 def _paths(shared, key):
@@ -53,15 +55,17 @@ def test_cnn_centerline_on_held_out_scans(shared_data, finder, key):
 def test_lumbar_and_skull_base_scans(shared_data, finder):
     lumbar = io.load(shared_data / SPINE / "ms_patient_unlabelled/t2_lumbar/t2_lumbar.nii.gz")
     line = finder.find(lumbar)
-    assert line.detected.mean() >= 0.5      # the lumbar cord / conus is found
+    sampled = line.detected[CenterlineOptions(slice_step_mm=2.0).slices(
+        lumbar.shape[2], to_rpi(lumbar).spacing[2])]
+    assert sampled.mean() >= 0.5            # the lumbar cord / conus is found
     ms = io.load(shared_data / SPINE / "ms_patient_unlabelled/t2_ms/t2.nii.gz")
     line = finder.find(ms)
     assert line.detected.all()              # every slice, the skull-base ones included
-    # in-plane, the centerline stays within 5 mm of a straight S–I line fitted through it
+    # a smooth curve: within 3 mm of a parabola through it (the cervical lordosis), no jumps
     world = line.world()
-    fit = np.polynomial.polynomial.polyfit(world[:, 2], world[:, :2], 1)
+    fit = np.polynomial.polynomial.polyfit(world[:, 2], world[:, :2], 2)
     residual = world[:, :2] - np.polynomial.polynomial.polyval(world[:, 2], fit).T
-    assert np.abs(residual).max() < 5.0
+    assert np.abs(residual).max() < 3.0
 
 
 @pytest.mark.slow
