@@ -153,3 +153,15 @@ def test_resize_frame_samples_whole_slices():
     patch, target = sampler.sample()
     np.testing.assert_array_equal(patch[0], image[:, :, 1])   # the whole slice, no shift
     assert target[0, 2, 3] == 1 and target.sum() == 1
+
+
+def test_weighted_bce_and_dice_only_losses():
+    logits = torch.zeros(1, 1, 1, 2)                 # p = 0.5 everywhere
+    target = torch.tensor([1.0, 0.0]).reshape(1, 1, 1, 2)
+    # -mean(0.8 log 0.5, 0.2 log 0.5) = 0.5 log 2
+    assert float(RegionLoss("wbce", 0.8)(logits, target)) == pytest.approx(0.5 * np.log(2))
+    p = 1 / (1 + np.exp(-2.0))                       # logits 2: p = 0.881
+    expected = (0.8 * -np.log(p) + 0.2 * -np.log(1 - p)) / 2
+    assert float(RegionLoss("wbce", 0.8)(logits + 2, target)) == pytest.approx(expected)
+    dice_only = float(RegionLoss("dice")(logits, target))
+    assert dice_only == pytest.approx(1 - 2 * 0.5 / (1.0 + 1.0), abs=1e-4)   # 1 - 2·0.5/2

@@ -42,8 +42,8 @@ class TrainConfig:
     num_threads: int = 0              # 0: torch default
     architecture: str = "dynunet"     # dynunet | dilated_unet (CNN1) | unet (CNN2) | unetpp
     regions: tuple[str, ...] = ("cord", "lesion")  # output channels (cord = cord ∪ lesion)
-    loss: str = "dice_bce"            # dice_bce | dice | wbce (BCE, positives weighted)
-    pos_weight: float = 1.0           # wbce: weight of positive voxels (Badea & Popa: 0.8)
+    loss: str = "dice_bce"            # dice_bce | dice | wbce (class-weighted BCE)
+    pos_weight: float = 0.8           # wbce: weight of positive voxels, 1 − it for the rest
     dropout: float = 0.0
     normalization: str = "zscore"     # zscore (per image) | minmax | nyul | quantile (learnt)
     frame: str = "image"              # image | centerline (patches along the cord centerline)

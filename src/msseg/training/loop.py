@@ -67,19 +67,22 @@ class RegionLoss(torch.nn.Module):
 
     ``dice_bce`` (nnU-Net's region loss): MONAI's batch Dice with sigmoid plus PyTorch's BCE
     with logits, weights 1:1. ``dice``: the Dice term alone (Gros et al. 2019). ``wbce``:
-    BCE whose positive voxels are weighted by ``pos_weight`` (Badea & Popa: 0.8)."""
+    class-weighted BCE, ``−mean(w·y·log p + (1 − w)·(1 − y)·log(1 − p))`` with
+    ``w = pos_weight`` (Badea & Popa: 0.8 for lesion voxels, 0.2 for the rest)."""
 
-    def __init__(self, kind: str = "dice_bce", pos_weight: float = 1.0):
+    def __init__(self, kind: str = "dice_bce", pos_weight: float = 0.8):
         super().__init__()
-        self.kind = kind
+        self.kind, self.pos_weight = kind, float(pos_weight)
         self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
-        self.bce = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(float(pos_weight)))
+        self.bce = torch.nn.BCEWithLogitsLoss()
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.kind == "dice":
             return self.dice(logits, target)
         if self.kind == "wbce":
-            return self.bce(logits, target)
+            weight = target * self.pos_weight + (1 - target) * (1 - self.pos_weight)
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, target,
+                                                                        weight=weight)
         return self.dice(logits, target) + self.bce(logits, target)
 
 
