@@ -127,10 +127,10 @@ class Segmenter:
         return (*(_aligned(lo[a], hi[a], self.plan.patch_size[a], work.shape[a])
                   for a in range(2)), slice(None))
 
-    def _regions(self, prob: np.ndarray, shape) -> list[np.ndarray]:
-        """(cord, lesion) probabilities; zeros for a region the model does not output."""
+    def _regions(self, prob: np.ndarray) -> list[np.ndarray | None]:
+        """(cord, lesion) probabilities; None for a region the model does not output."""
         named = dict(zip(self.plan.regions, prob, strict=True))
-        return [named.get(r, np.zeros(shape, np.float32)) for r in ("cord", "lesion")]
+        return [named.get(r) for r in ("cord", "lesion")]
 
     def _tube_predict(self, work: Image, world: np.ndarray) -> np.ndarray:
         tube = Tube.around(centres_on_grid(world, work.affine, work.shape[2]),
@@ -165,7 +165,9 @@ class Segmenter:
                 prob[(slice(None), *box)] = self._predict(work.data[box])
         order = BACK_ORDER[self.plan.frame]
         cord_p, lesion_p = (_to_native(work.with_data(p), rpi, image, keep, order)
-                            for p in self._regions(prob, work.shape))
+                            if p is not None else image.with_data(np.zeros(image.shape,
+                                                                           np.float32))
+                            for p in self._regions(prob))
         config = self.options.postprocess
         if "cord" not in self.plan.regions:  # nothing to restrict lesions to
             config = replace(config, restrict_lesions_to_cord=False,
