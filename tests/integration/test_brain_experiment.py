@@ -127,7 +127,8 @@ def test_cross_dataset_runner_full_matrix(tmp_path):
                        augmentation="none", num_threads=1, val_max_cases=1)
     config = base.to_yaml(tmp_path / "base.yaml")
     argv = ["experiment", "cross-dataset", str(config), "-o", str(tmp_path / "out"),
-            "--combine", "--ablation", "normalization=quantile,minmax"]
+            "--combine", "--ablation", "normalization=quantile,minmax",
+            "--ablation", "architecture=unetpp,unet"]
     for name, index in datasets.items():
         argv += ["--dataset", f"{name}={index}"]
     assert main(argv) == 0
@@ -142,9 +143,10 @@ def test_cross_dataset_runner_full_matrix(tmp_path):
     assert (iou_m.to_numpy()[np.isfinite(iou_m.to_numpy())] <=
             dice_m.to_numpy()[np.isfinite(dice_m.to_numpy())] + 1e-9).all()
     per_image = pd.read_csv(out / "per_image.csv")
-    assert set(per_image.variant) == {"main", "normalization=minmax"}
+    assert set(per_image.variant) == {"main", "normalization=minmax", "architecture=unet"}
     ablation = pd.read_csv(out / "ablations.csv")
-    assert ablation.factor.tolist() == ["normalization"] and ablation.n[0] > 0
+    assert ablation.factor.tolist() == ["normalization", "architecture"]
+    assert (ablation.n == (per_image.variant == "main").sum()).all()
     anova = pd.read_csv(out / "anova_tukey.csv")
     assert anova.test.iloc[0] == "anova_oneway" and (anova.test == "tukey_hsd").sum() == 15
     assert (out / "matrix.png").stat().st_size > 5000
