@@ -76,3 +76,14 @@ def test_pairwise_dice_values():
     assert list(zip(table.rater_a, table.rater_b, strict=True)) == [
         ("r1", "r2"), ("r1", "r3"), ("r2", "r3")]
     np.testing.assert_allclose(table.dice, [2 * 16 / 64, 2 * 8 / 40, 2 * 8 / 40])
+
+
+def test_consensus_dispatch():
+    from msseg.evaluation.raters import consensus
+
+    masks = [np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool),
+             np.array([1, 0, 0, 0], bool)]
+    np.testing.assert_array_equal(consensus(masks, "union"), [1, 1, 1, 0])
+    np.testing.assert_array_equal(consensus(masks, "majority"), [1, 0, 0, 0])
+    with pytest.raises(ValueError):
+        consensus(masks, "mean")

@@ -33,6 +33,17 @@ def staple(masks: Sequence[np.ndarray], threshold: float = 0.5) -> tuple[np.ndar
     return prob >= threshold, prob
 
 
+def consensus(masks: Sequence[np.ndarray], method: str = "majority") -> np.ndarray:
+    """One mask from several raters: ``union``, ``majority`` or ``staple``."""
+    if method == "union":
+        return union(masks)
+    if method == "majority":
+        return majority_vote(masks)
+    if method == "staple":
+        return staple(masks)[0]
+    raise ValueError(f"consensus {method!r}: must be union, majority or staple")
+
+
 def pairwise_dice(masks: Sequence[np.ndarray], names: Sequence[str] | None = None) -> pd.DataFrame:
     """Dice between every pair of raters: one row per pair (rater_a, rater_b, dice)."""
     names = list(names) if names is not None else [f"rater{i + 1}" for i in range(len(masks))]

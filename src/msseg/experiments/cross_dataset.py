@@ -142,11 +142,12 @@ def _train_and_test(variant: str, config: TrainConfig, tset: TrainingSet,
 
 
 def _consensus(record: Record, config: TrainConfig) -> np.ndarray:
+    """Reference of a record that has rater masks only: the consensus the config trains on
+    (majority when it trains on plain lesion masks)."""
     from msseg.evaluation import raters
 
-    masks = [io.load(p).data > 0 for p in record.raters]
-    return raters.staple(masks)[0] if config.label_consensus == "staple" else \
-        raters.majority_vote(masks)
+    method = config.label_consensus if config.label_consensus != "none" else "majority"
+    return raters.consensus([io.load(p).data > 0 for p in record.raters], method)
 
 
 def _slug(text: str) -> str:

@@ -117,12 +117,8 @@ def consensus_lesion(record: Record, method: str, spacing, shape, box=None) -> n
         return _mask(record.lesion, spacing, shape, box)
     from msseg.evaluation import raters
 
-    masks = [_mask(path, spacing, shape, box) for path in record.raters]
-    if method == "union":
-        return raters.union(masks)
-    if method == "majority":
-        return raters.majority_vote(masks)
-    return raters.staple(masks)[0]
+    return raters.consensus([_mask(path, spacing, shape, box) for path in record.raters],
+                            method)
 
 
 def load_case(record: Record, plan: Plan, consensus: str = "none") -> Case:
