@@ -55,13 +55,13 @@ class CenterlineFinder:
         if self.method == "intensity":
             rpi = to_rpi(image)
             grid = resample_to_spacing(rpi, (0.5, 0.5, rpi.spacing[2]), order=1)
-        else:
-            grid = preprocess_image(image, self.model.plan)
-        ks = self.options.slices(grid.shape[2], grid.spacing[2])
-        heat = np.zeros(grid.shape, np.float32)
-        if self.method == "intensity":
+            ks = self.options.slices(grid.shape[2], grid.spacing[2])
+            heat = np.zeros(grid.shape, np.float32)
             heat[:, :, ks] = intensity_heatmap(grid.data[:, :, ks], grid.spacing)
             return heat, grid
+        grid = preprocess_image(image, self.model.plan)
+        ks = self.options.slices(grid.shape[2], grid.spacing[2])
+        heat = np.zeros(grid.shape, np.float32)
         # CNN1 is fully convolutional: one window per whole slice (padded to its total stride
         # of 4) gives the same values as a sliding window without the overlap's repeated work
         whole = tuple(int(np.ceil(n / 4) * 4) for n in grid.shape[:2])
