@@ -24,7 +24,8 @@ from msseg.data.index import load_index
 from msseg.evaluation.engine import EvalOptions, evaluate_masks
 from msseg.evaluation.holdout import markdown_table
 from msseg.inference.segment import Segmenter, SegmentOptions
-from msseg.models.registry import BUNDLED, ModelFolder, package_checkpoint
+from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.training.package import package_checkpoint
 
 
 def evaluate(model: ModelFolder, index: Path) -> pd.DataFrame:

@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from msseg.evaluation.holdout import evaluate_holdout, markdown_table
-from msseg.models.registry import BUNDLED, ModelFolder, package_checkpoint
+from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.training.package import package_checkpoint
 
 STAGES = ("run_stage1", "run_stage2", "run")  # config_stage1.yaml, config_stage2.yaml, config.yaml
 

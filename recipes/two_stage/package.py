@@ -24,7 +24,8 @@ import torch
 from msseg import io
 from msseg.evaluation.holdout import evaluate_holdout, markdown_table
 from msseg.inference.segment import Segmenter
-from msseg.models.registry import BUNDLED, ModelFolder, package_checkpoint
+from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.training.package import package_checkpoint
 
 RUNS = {"centerline": "cnn1", "sc_2stage": "sc", "lesion_2stage": "lesion"}
 TITLES = {

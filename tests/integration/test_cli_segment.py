@@ -21,10 +21,11 @@ from msseg.cli.main import main
 from msseg.data.index import load_index
 from msseg.evaluation.voxel import dice
 from msseg.inference.segment import Segmenter, SegmentOptions
-from msseg.models.registry import bundled_models, find_model, package_checkpoint
+from msseg.models.registry import bundled_models, find_model
 from msseg.postprocess import dilate_mm
 from msseg.training.config import TrainConfig
 from msseg.training.loop import train
+from msseg.training.package import package_checkpoint
 from phantom_data import phantom_index
 
 

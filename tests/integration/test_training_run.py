@@ -85,12 +85,13 @@ def test_package_and_predict_in_native_space(index, tmp_path):
     from msseg import io
     from msseg.data.index import load_index
     from msseg.inference.segment import Segmenter
-    from msseg.models.registry import find_model, package_checkpoint
+    from msseg.models.registry import find_model
+    from msseg.training.package import package_checkpoint
 
     run = train(tiny(index, tmp_path / "a", epochs=1))
     model = package_checkpoint(run / "checkpoint_best.pt", tmp_path / "model", "# card\n")
     assert find_model(str(model.path)).card == "# card\n"
-    assert model.config.task == "lesion_ms_axial_t2"
+    assert model.task == "lesion_ms_axial_t2"
     assert (model.path / "model.pt").stat().st_size < 50e6
     image = io.load(load_index(index)[0].image)
     result = Segmenter(model).segment(image)
@@ -114,7 +115,7 @@ def test_3d_training_and_prediction(index, tmp_path):
     from msseg import io
     from msseg.data.index import load_index
     from msseg.inference.segment import Segmenter, SegmentOptions
-    from msseg.models.registry import package_checkpoint
+    from msseg.training.package import package_checkpoint
 
     run = train(tiny(index, tmp_path / "3d", dims=3, epochs=1, patch_size=(32, 32, 4)))
     plan = json.loads((run / "plan.json").read_text())

@@ -15,10 +15,11 @@ from msseg.data.index import load_index
 from msseg.evaluation.centerline import centerline_from_mask
 from msseg.inference.segment import Segmenter, SegmentOptions
 from msseg.models.networks import DilatedUNet
-from msseg.models.registry import open_model, package_checkpoint
+from msseg.models.registry import open_model
 from msseg.training.augment import RandLesionEdged
 from msseg.training.config import TrainConfig
 from msseg.training.loop import train
+from msseg.training.package import package_checkpoint
 from phantom_data import phantom_index
 
 

@@ -25,11 +25,11 @@ from msseg.centerline.detect import (
 )
 from msseg.errors import MssegError
 from msseg.image import Image
-from msseg.inference.predict import predict_probabilities
 from msseg.models.registry import ModelFolder, find_model
+from msseg.models.windows import predict_probabilities
 from msseg.preprocess.orient import to_rpi
+from msseg.preprocess.pipeline import preprocess_image
 from msseg.preprocess.resample import resample_to_spacing
-from msseg.training.data import preprocess_image
 
 CENTERLINE_TASK = "centerline"   # the bundled CNN1 model
 METHODS = ("cnn", "intensity")

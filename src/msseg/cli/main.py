@@ -13,6 +13,7 @@ from msseg.cli import (
     demo,
     evaluate,
     experiment,
+    models,
     normalize,
     segment,
     stats,
@@ -20,8 +21,8 @@ from msseg.cli import (
 )
 from msseg.errors import MssegError
 
-SUBCOMMANDS = (segment, centerline, normalize, evaluate, stats, dataset, train, experiment,
-               demo)
+SUBCOMMANDS = (segment, models, centerline, normalize, evaluate, stats, dataset, train,
+               experiment, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,12 @@
 """``msseg segment``: spinal cord and lesion masks for one scan, a folder or a BIDS tree.
 
+TASK is a bundled task, a model imported with ``msseg models import``, an msseg model folder or
+an nnU-Net v2 results folder (``…/nnUNetTrainer__nnUNetPlans__2d``, as SCT downloads them).
 Outputs per input ``X.nii.gz`` in OUTDIR: ``X_label-SC_seg.nii.gz`` (cord, 0/1; not for
-brain models), ``X_label-lesion_seg.nii.gz`` (lesions, 0/1), with ``--soft``
-``X_label-lesion_probseg.nii.gz``, and ``X_lesions.csv`` (one row per lesion); ``summary.csv``
-has one row per scan. Masks are in the input's native space with its exact header; inputs are
-never modified.
+brain models), ``X_label-lesion_seg.nii.gz`` (lesions, 0/1), ``X_label-<name>_seg.nii.gz`` for
+other labels of an nnU-Net model, with ``--soft`` ``X_label-lesion_probseg.nii.gz``, and
+``X_lesions.csv`` (one row per lesion); ``summary.csv`` has one row per scan. Masks are in the
+input's native space with its exact header; inputs are never modified.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from msseg.cli.common import print_table, stderr
 from msseg.errors import MssegError
 from msseg.inference.batch import Job, collect_inputs, run_batch
 from msseg.inference.segment import SegmentOptions
-from msseg.models.registry import bundled_models, find_model
+from msseg.models.nnunet import NnunetFolder
+from msseg.models.registry import bundled_models, find_model, imported_models, model_name
 from msseg.postprocess import PostprocessConfig
 
 
@@ -31,17 +34,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("task", nargs="?", help="bundled task name (see --list) or a model folder")
     p.add_argument("-i", "--input", nargs="+", type=Path, help="images and/or folders")
     p.add_argument("-o", "--outdir", type=Path, help="output folder")
-    p.add_argument("--list", action="store_true", help="list bundled tasks and their cards")
+    p.add_argument("--list", action="store_true",
+                   help="list bundled and imported tasks and their cards")
     p.add_argument("--soft", action="store_true", help="also write the lesion probability map")
     p.add_argument("--no-crop", action="store_true", help="predict the whole field of view")
-    p.add_argument("--tta", action="store_true", help="average with a left-right mirrored pass")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--nnunet-exact", action="store_true",
+                   help="nnU-Net folders: predict the whole field of view, as nnU-Net does")
+    p.add_argument("--folds", help="nnU-Net folders: folds to ensemble, e.g. 0,1,2 or all "
+                   "(default: every fold present)")
+    p.add_argument("--tta", action="store_true", help="test-time mirroring (msseg models: "
+                   "left-right; nnU-Net folders: nnU-Net's mirroring axes)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability threshold (default 0.5; nnU-Net region models: > 0.5)")
+    post = p.add_mutually_exclusive_group()
+    post.add_argument("--postprocess", dest="postprocessing", action="store_true",
+                      default=None, help="post-process (default for msseg models)")
+    post.add_argument("--no-postprocess", dest="postprocessing", action="store_false",
+                      help="keep the masks as predicted (default for nnU-Net folders)")
     p.add_argument("--min-lesion-volume-mm3", type=float, default=3.0)
     p.add_argument("--cord-margin-mm", type=float, default=2.0,
                    help="lesions are kept within the cord dilated by this margin")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
                    help="onnx: ONNX Runtime on CPU (needs the onnx extra)")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per network call")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes")
     p.add_argument("--dask-scheduler", help="address of a Dask distributed scheduler")
     p.add_argument("--qc", type=Path, help="write a static QC page (index.html) into this folder")
@@ -53,18 +69,11 @@ def run(args: argparse.Namespace) -> int:
         return list_tasks()
     if not args.task or not args.input or not args.outdir:
         raise MssegError("give TASK, -i INPUT… and -o OUTDIR (or --list)")
-    if not 0 < args.threshold < 1:
-        raise MssegError(f"--threshold {args.threshold}: must be in (0, 1)")
     model = find_model(args.task)
+    options = _options(args, model)
     inputs = collect_inputs(args.input)
-    options = SegmentOptions(
-        threshold=args.threshold, crop=not args.no_crop, tta=args.tta, device=args.device,
-        backend=args.backend,
-        postprocess=PostprocessConfig(cord_margin_mm=args.cord_margin_mm,
-                                      min_lesion_volume_mm3=args.min_lesion_volume_mm3))
-    has_cord = "cord" in model.plan.regions
     jobs = [Job(path.resolve(), args.outdir.resolve(), model.path, options, args.soft, args.qc,
-                has_cord) for path in inputs]
+                tuple(model.outputs)) for path in inputs]
     single = len(jobs) == 1
     summary = _run(jobs, args, write_summary=not single)
     failed = summary[summary.status == "failed"]
@@ -75,13 +84,37 @@ def run(args: argparse.Namespace) -> int:
     if args.qc is not None:
         from msseg.report.qc import write_index
 
-        tables = {j.name: pd.read_csv(j.outputs()["table"]) for j in jobs if j.done()}
+        tables = {j.name: pd.read_csv(j.outputs()["table"]) for j in jobs
+                  if j.done() and "table" in j.outputs()}
         print(f"QC page: {write_index(args.qc, summary, tables)}")
-    print_table(summary.drop(columns="error"), f"msseg segment {model.path.name}")
+    print_table(summary.drop(columns="error"), f"msseg segment {model_name(model)}")
     for row in failed.itertuples():
         print(f"failed: {row.scan}: {row.error}", file=sys.stderr)
     _print_viewer(jobs, summary)
     return 1 if len(failed) else 0
+
+
+def _options(args: argparse.Namespace, model) -> SegmentOptions:
+    nnunet = isinstance(model, NnunetFolder)
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise MssegError(f"--threshold {args.threshold}: must be in (0, 1)")
+    if nnunet and args.threshold is not None and not model.label_map.region_based:
+        raise MssegError(f"--threshold: {model.path.name} has softmax labels (argmax); a "
+                         "threshold applies to region-based models only")
+    if not nnunet and (args.nnunet_exact or args.folds):
+        flag = "--nnunet-exact" if args.nnunet_exact else "--folds"
+        raise MssegError(f"{flag}: only for nnU-Net model folders (use --no-crop)")
+    if args.batch_size < 1:
+        raise MssegError(f"--batch-size {args.batch_size}: must be ≥ 1")
+    if nnunet:
+        model.select_folds(args.folds)  # refuse unknown folds before any work
+    postprocessing = args.postprocessing if args.postprocessing is not None else not nnunet
+    return SegmentOptions(
+        threshold=args.threshold, crop=not (args.no_crop or args.nnunet_exact), tta=args.tta,
+        device=args.device, backend=args.backend, folds=args.folds,
+        batch_size=args.batch_size, postprocessing=postprocessing,
+        postprocess=PostprocessConfig(cord_margin_mm=args.cord_margin_mm,
+                                      min_lesion_volume_mm3=args.min_lesion_volume_mm3))
 
 
 def _run(jobs: list[Job], args, write_summary: bool) -> pd.DataFrame:
@@ -117,17 +150,18 @@ def _print_viewer(jobs: list[Job], summary: pd.DataFrame) -> None:
     ok = [j for j, s in zip(jobs, summary.status, strict=True) if s != "failed"]
     if ok:
         out = ok[0].outputs()
-        cord = f"{out['cord']} -cm green -a 40 " if "cord" in out else ""
-        print(f"view: fsleyes {ok[0].image} {cord}{out['lesion']} -cm red -a 70")
+        cord = f" {out['cord']} -cm green -a 40" if "cord" in out else ""
+        lesion = f" {out['lesion']} -cm red -a 70" if "lesion" in out else ""
+        print(f"view: fsleyes {ok[0].image}{cord}{lesion}")
 
 
 def list_tasks() -> int:
-    models = bundled_models()
-    if not models:
-        print("no bundled model")
-    for model in models:
-        note = " (stage 1 only: use `msseg centerline`)" if model.task == "centerline" else ""
-        print(f"== {model.path.name}{note} ==\n{model.card}\n")
+    for kind, models in (("bundled", bundled_models()), ("imported", imported_models())):
+        if not models:
+            print(f"no {kind} model")
+        for model in models:
+            note = " (stage 1 only: use `msseg centerline`)" if model.task == "centerline" else ""
+            print(f"== {model_name(model)} [{kind}]{note} ==\n{model.card}\n")
     return 0
 
 

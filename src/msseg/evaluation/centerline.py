@@ -9,16 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
+from msseg.preprocess.tube import centerline_from_mask
 
-def centerline_from_mask(mask: np.ndarray) -> np.ndarray:
-    """(nz, 2) in-plane centre of mass (voxel indices) per axial slice; NaN where empty."""
-    mask = np.asarray(mask, dtype=bool)
-    points = np.full((mask.shape[2], 2), np.nan)
-    for k in np.flatnonzero(mask.any(axis=(0, 1))):
-        points[k] = ndimage.center_of_mass(mask[:, :, k])
-    return points
+__all__ = ["centerline_from_mask", "centerline_mse_mm", "localisation_rate"]
 
 
 def centerline_mse_mm(pred_points: np.ndarray, ref_points: np.ndarray,

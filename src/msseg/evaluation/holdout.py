@@ -14,14 +14,14 @@ from msseg import io
 from msseg.data.index import load_index
 from msseg.evaluation.engine import EvalOptions, evaluate_masks
 from msseg.evaluation.voxel import dice
-from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.inference.segment import SegmentOptions, make_segmenter
 from msseg.models.registry import ModelFolder
 
 
 def evaluate_holdout(model: ModelFolder, index: str | Path, fold: int = 0,
                      options: SegmentOptions | None = None) -> pd.DataFrame:
     """One row per image of ``fold``: cord Dice, lesion metrics, counts, seconds."""
-    segmenter = Segmenter(model, options or SegmentOptions())
+    segmenter = make_segmenter(model, options or SegmentOptions())
     rows = []
     for record in (r for r in load_index(index) if r.fold == fold):
         image = io.load(record.image)

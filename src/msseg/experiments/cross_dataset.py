@@ -32,10 +32,10 @@ from msseg.data.index import Record, load_index, save_index
 from msseg.errors import MssegError
 from msseg.evaluation.voxel import dice
 from msseg.inference.segment import Segmenter, SegmentOptions
-from msseg.models.registry import package_checkpoint
 from msseg.statistics import COLUMNS, anova_tukey
 from msseg.training.config import TrainConfig
 from msseg.training.loop import split_records, train
+from msseg.training.package import package_checkpoint
 
 ABLATABLE = ("normalization", "architecture", "loss", "label_consensus", "augmentation")
 

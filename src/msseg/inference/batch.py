@@ -1,9 +1,11 @@
 """Batches of scans: one at a time, in local processes (``jobs``) or on a Dask cluster.
 
-For input ``X.nii.gz`` the outputs are ``X_label-SC_seg.nii.gz``, ``X_label-lesion_seg.nii.gz``,
-(with ``soft``) ``X_label-lesion_probseg.nii.gz`` and ``X_lesions.csv``, written atomically. A
-scan whose outputs all exist is skipped, so a killed batch resumes without losing anything; a
-failing scan is recorded in ``summary.csv`` with its error and does not stop the batch.
+For input ``X.nii.gz`` the outputs are ``X_label-SC_seg.nii.gz`` (cord),
+``X_label-lesion_seg.nii.gz``, ``X_label-<name>_seg.nii.gz`` for any other label of the model,
+(with ``soft``) ``X_label-lesion_probseg.nii.gz`` (the cord's for a model without lesions) and
+``X_lesions.csv``, written atomically, the table last. A scan whose outputs all exist is
+skipped, so a killed batch resumes without losing anything; a failing scan is recorded in
+``summary.csv`` with its error and does not stop the batch.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ import pandas as pd
 from msseg import io
 from msseg.data.index import is_mask_name
 from msseg.errors import MssegError
-from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.inference.segment import SegmentOptions, make_segmenter
 from msseg.models.registry import open_model
 
-SUFFIXES = {"cord": "_label-SC_seg.nii.gz", "lesion": "_label-lesion_seg.nii.gz",
-            "probability": "_label-lesion_probseg.nii.gz", "table": "_lesions.csv"}
+BIDS_LABEL = {"cord": "SC", "lesion": "lesion"}
 SUMMARY_COLUMNS = ("scan", "status", "n_lesions", "total_lesion_volume_mm3", "cord_volume_mm3",
                    "seconds", "error")
 
@@ -40,16 +41,27 @@ class Job:
     options: SegmentOptions
     soft: bool
     qcdir: Path | None = None
-    cord: bool = True          # the model outputs a cord (False: brain lesion models)
+    masks: tuple[str, ...] = ("cord", "lesion")   # the model's named outputs
 
     @property
     def name(self) -> str:
         return io.strip_nifti_suffix(self.image.name)
 
+    @property
+    def soft_of(self) -> str:
+        """The output whose probability map ``soft`` writes: the lesion's, else the first."""
+        return "lesion" if "lesion" in self.masks else self.masks[0]
+
     def outputs(self) -> dict[str, Path]:
-        keys = [k for k in SUFFIXES if (self.soft or k != "probability")
-                and (self.cord or k != "cord")]
-        return {k: self.outdir / f"{self.name}{SUFFIXES[k]}" for k in keys}
+        """Output paths by key: each mask's name, ``probability``, ``table``."""
+        out = {m: self.outdir / f"{self.name}_label-{BIDS_LABEL.get(m, m)}_seg.nii.gz"
+               for m in self.masks}
+        if self.soft:
+            label = BIDS_LABEL.get(self.soft_of, self.soft_of)
+            out["probability"] = self.outdir / f"{self.name}_label-{label}_probseg.nii.gz"
+        if "lesion" in self.masks:
+            out["table"] = self.outdir / f"{self.name}_lesions.csv"
+        return out
 
     def done(self) -> bool:
         return all(p.exists() for p in self.outputs().values())
@@ -81,32 +93,35 @@ def collect_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 @lru_cache(maxsize=2)
-def _segmenter(model: Path, options: SegmentOptions) -> Segmenter:
-    return Segmenter(open_model(model), options)
+def _segmenter(model: Path, options: SegmentOptions):
+    return make_segmenter(open_model(model), options)
 
 
 def run_job(job: Job) -> dict:
     """Segment one scan and write its outputs; never raises (errors go into the row)."""
+    out = job.outputs()
     if job.done():
-        return _row(job.name, "skipped (done)", table=pd.read_csv(job.outputs()["table"]))
+        table = pd.read_csv(out["table"]) if "table" in out else None
+        return _row(job.name, "skipped (done)", table=table)
     start = time.perf_counter()
     try:
         image = io.load(job.image)
         result = _segmenter(job.model, job.options).segment(image, str(job.image))
-        out = job.outputs()
         if job.qcdir is not None:
             from msseg.report.qc import scan_figures
 
             scan_figures(job.name, image, result.cord, result.lesion, job.qcdir)
-        if "cord" in out:
-            io.save_like(result.cord.data, image, out["cord"])
-        io.save_like(result.lesion.data, image, out["lesion"])
+        for name in job.masks:
+            io.save_like(result.masks[name].data, image, out[name])
         if job.soft:
-            io.save_like(result.lesion_probability.data, image, out["probability"], np.float32)
-        io.write_csv(result.table, out["table"])  # last: its presence marks the scan done
-        cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3 if "cord" in out
-                    else float("nan"))
-        return _row(job.name, "ok", result.table, cord_mm3, time.perf_counter() - start)
+            io.save_like(result.probabilities[job.soft_of].data, image, out["probability"],
+                         np.float32)
+        if "table" in out:
+            io.write_csv(result.table, out["table"])  # last: its presence marks the scan done
+        cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3
+                    if result.cord is not None else float("nan"))
+        table = result.table if "lesion" in job.masks else None
+        return _row(job.name, "ok", table, cord_mm3, time.perf_counter() - start)
     except MssegError as exc:
         return _row(job.name, "failed", seconds=time.perf_counter() - start, error=str(exc))
     except Exception as exc:  # a batch must survive any single failure
@@ -116,10 +131,11 @@ def run_job(job: Job) -> dict:
 
 
 def _row(name, status, table=None, cord_mm3=float("nan"), seconds=0.0, error="") -> dict:
-    n = 0 if table is None else len(table)
-    volume = 0.0 if table is None or not n else float(table["volume_mm3"].sum())
-    return {"scan": name, "status": status, "n_lesions": n if status != "failed" else np.nan,
-            "total_lesion_volume_mm3": volume if status != "failed" else np.nan,
+    """A summary row; lesion columns are NaN for failed scans and lesion-free models."""
+    n = np.nan if table is None else len(table)
+    volume = np.nan if table is None else float(table["volume_mm3"].sum()) if n else 0.0
+    return {"scan": name, "status": status, "n_lesions": n,
+            "total_lesion_volume_mm3": volume,
             "cord_volume_mm3": cord_mm3, "seconds": round(seconds, 3), "error": error}
 
 

@@ -1,15 +1,27 @@
 """`msseg segment`'s pipeline for one image, crop-accelerated by the stage-1 centerline.
 
-load -> find the cord centerline (stage 1: CNN1 heatmap + optimal path, :mod:`msseg.centerline`)
--> reorient to RPI -> resample (in-plane only for 2D models, 0.5 mm isotropic for the two-stage
-3D models) -> normalise as the model was trained -> either crop a box around the centerline
-(its extent + ``crop_margin_mm`` + the cord's half-width, aligned on the whole image's window
-grid) or, for models trained on patches along the centerline (``plan.frame == "centerline"``),
-cut the tube of windows that follows it -> sliding-window prediction with Gaussian blending
-(optionally with left-right mirroring, ``tta``) -> put back into the full grid ->
-probabilities resampled back onto the input's grid -> threshold -> post-processing (lesions
-restricted to the dilated cord, small components removed) -> masks with the input's header.
-Without a centerline (``--no-crop``, or no cord found) box models predict the whole image.
+Every model goes through the same head and tail: check the image -> find the cord centerline
+(stage 1: CNN1 heatmap + optimal path, :mod:`msseg.centerline`) -> the model's own
+preprocessing and prediction, restricted to the neighbourhood of the centerline -> named
+probability maps and masks on the input's grid -> post-processing (lesions restricted to the
+dilated cord, small components removed, largest cord component) -> lesion table.
+
+* msseg models (:class:`Segmenter`): reorient to RPI -> resample (in-plane only for 2D models,
+  0.5 mm isotropic for the two-stage 3D models, slices resized for the brain model) ->
+  normalise as trained -> either a box around the centerline (its extent +
+  ``crop_margin_mm`` + the cord's half-width, aligned on the whole image's window grid) or,
+  for models trained along the centerline (``plan.frame == "centerline"``), the tube of windows
+  that follows it -> sliding windows with Gaussian blending (``tta``: a left-right mirrored
+  pass too) -> probabilities back to the input's grid -> ``p >= threshold``.
+* nnU-Net folders (:class:`NnunetSegmenter`): nnU-Net's own preprocessing
+  (:mod:`msseg.preprocess.nnunet`) and window grid; only the windows that touch the box around
+  the centerline are run (so values inside it are those of the whole-image pass; outside it the
+  output is background), folds averaged as logits, logits resampled back, sigmoid / softmax,
+  ``regions_class_order`` or argmax, one mask per ``dataset.json`` label. ``crop=False``
+  (``--nnunet-exact``) predicts the whole field of view as nnU-Net does.
+
+Without a centerline (``crop=False``, or no cord found) box models predict the whole image and
+tube models return empty masks.
 """
 
 from __future__ import annotations
@@ -19,18 +31,15 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-import torch
 
 from msseg.errors import MssegError
 from msseg.image import Image
-from msseg.inference.predict import predict_probabilities
 from msseg.lesions import lesion_table
-from msseg.models.registry import ModelFolder
+from msseg.models.registry import Model, ModelFolder
 from msseg.postprocess import PostprocessConfig, postprocess
 from msseg.preprocess.orient import reorient_like, to_rpi
-from msseg.preprocess.resample import resample_to_grid
+from msseg.preprocess.pipeline import preprocess_image, to_native, tube_box
 from msseg.preprocess.tube import Tube, centres_on_grid
-from msseg.training.data import preprocess_image, tube_box
 
 MAX_OBLIQUITY_DEG = 30.0
 #: Interpolation order bringing probabilities back to the input grid, per plan frame: cubic
@@ -41,7 +50,7 @@ CORD_HALF_WIDTH_MM = 10.0   # the crop box reaches this far beyond the centerlin
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the model's own (0.5; nnU-Net: its label rule)
     crop: bool = True
     tta: bool = False
     device: str = "cpu"
@@ -50,6 +59,9 @@ class SegmentOptions:
     centerline: str = "cnn"     # cnn | intensity: how stage 1 finds the cord
     centerline_step_mm: float = 5.0  # stage-1 heatmap on slices this far apart (0: all)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    postprocessing: bool | None = None  # None: on for msseg models, off for nnU-Net folders
+    folds: str | None = None    # nnU-Net folders: "0,1" / "all"; None: every fold present
+    batch_size: int = 4         # windows per network call
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,13 +69,24 @@ class SegmentOptions:
 
 @dataclass(frozen=True)
 class SegmentResult:
-    cord: Image                # uint8, native grid and header
-    lesion: Image
-    lesion_probability: Image  # float32 in [0, 1]
-    table: pd.DataFrame
+    masks: dict[str, Image]          # uint8 0/1 on the input's grid and header, by name
+    probabilities: dict[str, Image]  # float32 in [0, 1], by name
+    table: pd.DataFrame              # one row per lesion (empty without a lesion output)
     seconds: float
-    crop_box: tuple | None     # in the network grid (RPI, model spacing)
-    centerline: object = None  # msseg.centerline.detect.Centerline (None: not computed)
+    crop_box: tuple | None           # in the network grid
+    centerline: object = None        # msseg.centerline.detect.Centerline (None: not computed)
+
+    @property
+    def cord(self) -> Image | None:
+        return self.masks.get("cord")
+
+    @property
+    def lesion(self) -> Image | None:
+        return self.masks.get("lesion")
+
+    @property
+    def lesion_probability(self) -> Image | None:
+        return self.probabilities.get("lesion")
 
 
 def check_image(image: Image, name: str) -> None:
@@ -85,10 +108,52 @@ def obliquity_deg(affine: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(np.abs(axes).max(axis=0), 0, 1))).max())
 
 
+def make_segmenter(model: Model, options: SegmentOptions = SegmentOptions()):
+    """The segmenter of a model: :class:`Segmenter` or :class:`NnunetSegmenter`."""
+    from msseg.models.nnunet import NnunetFolder
+
+    if isinstance(model, NnunetFolder):
+        return NnunetSegmenter(model, options)
+    return Segmenter(model, options)
+
+
+def _finder(options: SegmentOptions):
+    from msseg.centerline.detect import CenterlineOptions
+    from msseg.centerline.finder import CenterlineFinder
+
+    return CenterlineFinder(options.centerline, device=options.device,
+                            options=CenterlineOptions(slice_step_mm=options.centerline_step_mm))
+
+
+def finish(image: Image, probabilities: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+           config: PostprocessConfig | None) -> tuple[dict, dict, pd.DataFrame]:
+    """Post-process the cord and lesion masks (other labels stay as predicted), wrap every
+    map on the input's grid and header, and measure the lesions."""
+    masks = dict(masks)
+    if config is not None and ("cord" in masks or "lesion" in masks):
+        if "cord" not in masks:  # nothing to restrict lesions to
+            config = replace(config, restrict_lesions_to_cord=False,
+                             largest_cord_component=False)
+        empty = np.zeros(image.shape, bool)
+        cord, lesion = postprocess(masks.get("cord", empty), masks.get("lesion", empty),
+                                   image.spacing, config)
+        for name, mask in (("cord", cord), ("lesion", lesion)):
+            if name in masks:
+                masks[name] = mask
+    mask_images = {n: image.with_data(m.astype(np.uint8)) for n, m in masks.items()}
+    prob_images = {n: image.with_data(np.clip(p, 0, 1).astype(np.float32, copy=False))
+                   for n, p in probabilities.items()}
+    table = lesion_table(mask_images["lesion"], prob_images.get("lesion"),
+                         mask_images.get("cord")) if "lesion" in mask_images else (
+        lesion_table(image.with_data(np.zeros(image.shape, np.uint8))))
+    return mask_images, prob_images, table
+
+
 class Segmenter:
+    """msseg's own models (:class:`~msseg.models.registry.ModelFolder`)."""
+
     def __init__(self, model: ModelFolder, options: SegmentOptions = SegmentOptions()):
-        from msseg.centerline.detect import CenterlineOptions
-        from msseg.centerline.finder import CENTERLINE_TASK, CenterlineFinder
+        from msseg.centerline.finder import CENTERLINE_TASK
 
         if model.task == CENTERLINE_TASK:
             raise MssegError(f"{model.path.name}: a stage-1 centerline model; use "
@@ -98,9 +163,7 @@ class Segmenter:
         self.network = model.load_network(options.device)
         self.finder = None
         if self.plan.frame != "resize" and (options.crop or self.plan.frame == "centerline"):
-            self.finder = CenterlineFinder(options.centerline, device=options.device,
-                                           options=CenterlineOptions(
-                                               slice_step_mm=options.centerline_step_mm))
+            self.finder = _finder(options)
         if options.backend == "onnx":
             from msseg.inference.onnx_backend import OnnxNetwork
 
@@ -109,11 +172,15 @@ class Segmenter:
             raise MssegError(f"--backend {options.backend!r}: must be torch or onnx")
 
     def _predict(self, volume: np.ndarray, overlap: float = 0.5) -> np.ndarray:
+        from msseg.models.windows import predict_probabilities
+
         prob = predict_probabilities(self.network, volume, self.plan, overlap=overlap,
+                                     batch_size=self.options.batch_size,
                                      device=self.options.device)
         if self.options.tta:
             flipped = predict_probabilities(self.network, volume[::-1].copy(), self.plan,
-                                            overlap=overlap, device=self.options.device)
+                                            overlap=overlap, batch_size=self.options.batch_size,
+                                            device=self.options.device)
             prob = (prob + flipped[:, ::-1]) / 2
         return prob
 
@@ -127,29 +194,16 @@ class Segmenter:
         return (*(_aligned(lo[a], hi[a], self.plan.patch_size[a], work.shape[a])
                   for a in range(2)), slice(None))
 
-    def _regions(self, prob: np.ndarray) -> list[np.ndarray | None]:
-        """(cord, lesion) probabilities; None for a region the model does not output."""
-        named = dict(zip(self.plan.regions, prob, strict=True))
-        return [named.get(r) for r in ("cord", "lesion")]
-
     def _tube_predict(self, work: Image, world: np.ndarray) -> np.ndarray:
         tube = Tube.around(centres_on_grid(world, work.affine, work.shape[2]),
                            tuple(self.plan.patch_size[:2]))
         cut = tube.extract(work.data, float(work.data.min()))
         return tube.paste(self._predict(cut), work.shape, 0.0)
 
-    def segment(self, image: Image, name: str = "image") -> SegmentResult:
-        start = time.perf_counter()
-        check_image(image, name)
-        line = self.finder.find(image) if self.finder is not None else None
-        world = line.world() if line is not None and line.found else None
-        rpi = to_rpi(image)
-        keep = None   # RPI voxel box the network grid covers (None: the whole image)
-        if self.plan.frame == "centerline" and world is not None:
-            points = (np.linalg.inv(rpi.affine) @ np.column_stack(
-                [world, np.ones(len(world))]).T)[:2].T
-            keep = tube_box(points, rpi, self.plan)
-        work = preprocess_image(image, self.plan, keep)
+    def _probabilities(self, work: Image, world: np.ndarray | None) -> tuple[np.ndarray, tuple]:
+        """Region probabilities on the work grid, and the crop box used (None: none)."""
+        import torch
+
         box = None
         with torch.inference_mode():
             if self.plan.frame == "centerline":
@@ -163,38 +217,92 @@ class Segmenter:
                 box = self.box(work, world)
                 prob = np.zeros((len(self.plan.regions), *work.shape), np.float32)
                 prob[(slice(None), *box)] = self._predict(work.data[box])
+        return prob, box
+
+    def segment(self, image: Image, name: str = "image") -> SegmentResult:
+        start = time.perf_counter()
+        check_image(image, name)
+        line = self.finder.find(image) if self.finder is not None else None
+        world = line.world() if line is not None and line.found else None
+        rpi = to_rpi(image)
+        keep = None   # RPI voxel box the network grid covers (None: the whole image)
+        if self.plan.frame == "centerline" and world is not None:
+            points = (np.linalg.inv(rpi.affine) @ np.column_stack(
+                [world, np.ones(len(world))]).T)[:2].T
+            keep = tube_box(points, rpi, self.plan)
+        work = preprocess_image(image, self.plan, keep)
+        prob, box = self._probabilities(work, world)
         order = BACK_ORDER[self.plan.frame]
-        cord_p, lesion_p = (_to_native(work.with_data(p), rpi, image, keep, order)
-                            if p is not None else image.with_data(np.zeros(image.shape,
-                                                                           np.float32))
-                            for p in self._regions(prob))
-        config = self.options.postprocess
-        if "cord" not in self.plan.regions:  # nothing to restrict lesions to
-            config = replace(config, restrict_lesions_to_cord=False,
-                             largest_cord_component=False)
-        cord, lesion = postprocess(cord_p.data >= self.options.threshold,
-                                   lesion_p.data >= self.options.threshold, image.spacing,
-                                   config)
-        cord_img = image.with_data(cord.astype(np.uint8))
-        lesion_img = image.with_data(lesion.astype(np.uint8))
-        table = lesion_table(lesion_img, lesion_p,
-                             cord_img if "cord" in self.plan.regions else None)
-        return SegmentResult(cord_img, lesion_img, lesion_p, table,
-                             time.perf_counter() - start, box, line)
+        threshold = 0.5 if self.options.threshold is None else self.options.threshold
+        probabilities, masks = {}, {}
+        for region, p in zip(self.plan.regions, prob, strict=True):
+            probabilities[region] = to_native(work.with_data(p), rpi, image, keep, order).data
+            masks[region] = probabilities[region] >= threshold
+        config = self.options.postprocess if self.options.postprocessing is not False else None
+        mask_images, prob_images, table = finish(image, probabilities, masks, config)
+        return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
+                             box, line)
 
 
-def _to_native(prob: Image, rpi: Image, image: Image, keep: tuple[slice, ...] | None = None,
-               order: int = 1) -> Image:
-    """Probabilities on the network grid -> the input's RPI grid (or its ``keep`` box, put
-    back into zeros) -> the input's own voxel order."""
-    target = rpi if keep is None else rpi.crop(keep)
-    on_rpi = resample_to_grid(prob, target.shape, target.affine, order=order).data
-    if keep is not None:
-        full = np.zeros(rpi.shape, np.float32)
-        full[keep] = on_rpi
-        on_rpi = full
-    native = reorient_like(rpi.with_data(on_rpi), image)
-    return native.with_data(np.clip(native.data, 0, 1).astype(np.float32))
+class NnunetSegmenter:
+    """nnU-Net v2 results folders (:class:`~msseg.models.nnunet.NnunetFolder`)."""
+
+    def __init__(self, model, options: SegmentOptions = SegmentOptions()):
+        from msseg.models.windows import WindowRunner
+
+        if options.backend != "torch":
+            raise MssegError("nnU-Net folders run with --backend torch")
+        self.model, self.options = model, options
+        self.plan = model.plan
+        self.labels = model.label_map
+        folds = model.select_folds(options.folds)
+        mirror = model.mirror_axes(folds[0]) if options.tta else ()
+        self.runner = WindowRunner(model.networks(folds, options.device), self.plan.patch_size,
+                                   options.batch_size, mirror, options.device)
+        self.finder = _finder(options) if options.crop else None
+
+    def roi(self, grid, world: np.ndarray) -> tuple[slice, ...]:
+        """Box of the network grid around the centerline points (world mm), all axes."""
+        ijk = (np.linalg.inv(grid.affine) @ np.column_stack([world, np.ones(len(world))]).T)[:3]
+        spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
+        margin = np.ceil((self.options.crop_margin_mm + CORD_HALF_WIDTH_MM) / spacing)
+        lo = np.maximum(np.floor(ijk.min(1) - margin), 0).astype(int)
+        hi = np.minimum(np.ceil(ijk.max(1) + margin) + 1, grid.shape).astype(int)
+        return tuple(slice(a, max(a, b)) for a, b in zip(lo, hi, strict=True))
+
+    def segment(self, image: Image, name: str = "image") -> SegmentResult:
+        from msseg.preprocess import nnunet as nn
+
+        start = time.perf_counter()
+        check_image(image, name)
+        line = self.finder.find(image) if self.finder is not None else None
+        prepared = nn.preprocess(image, self.plan)
+        roi = self.roi(prepared.grid, line.world()) if line is not None and line.found else None
+        logits, covered = self.runner.predict(prepared.data, self.labels.heads, roi=roi)
+        inside = covered if roi is None else _in_box(covered.shape, roi)
+        cropped = nn.logits_to_cropped(logits, prepared, self.plan)
+        del logits
+        probs = self.labels.probabilities(cropped)
+        if roi is not None:  # outside the box: background, as outside nnU-Net's own crop
+            shape = cropped.shape[1:]
+            keep = nn.resample(inside[None].astype(np.float32), shape, None, 0, 0)[0] > 0.5
+            probs[:, ~keep] = self.labels.background()[:, None]
+        full = nn.to_native(probs, prepared, self.plan, self.labels.background())
+        native = np.stack([reorient_like(prepared.oriented.with_data(c), image).data
+                           for c in full])
+        threshold = 0.5 if self.options.threshold is None else self.options.threshold
+        masks, probabilities = self.labels.named_maps(self.labels.label_map(native, threshold),
+                                                      native)
+        config = self.options.postprocess if self.options.postprocessing else None
+        mask_images, prob_images, table = finish(image, probabilities, masks, config)
+        return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
+                             roi, line)
+
+
+def _in_box(shape: tuple[int, ...], box: tuple[slice, ...]) -> np.ndarray:
+    inside = np.zeros(shape, bool)
+    inside[box] = True
+    return inside
 
 
 def _aligned(lo: int, hi: int, patch: int, size: int) -> slice:

@@ -16,10 +16,8 @@ import torch
 from monai.networks.blocks import Convolution
 from monai.networks.nets import BasicUNetPlusPlus, DynUNet, UNet
 
-from msseg.training.planning import Plan
+from msseg.preprocess.plan import Plan
 
-#: Output channels of region-based models: 0 = cord ∪ lesion, 1 = lesion (sigmoid each).
-REGIONS = ("cord", "lesion")
 ARCHITECTURES = ("dynunet", "dilated_unet", "unet", "unetpp")
 
 

@@ -1,25 +1,28 @@
-"""Model folders and the registry of models bundled inside the package.
+"""Model folders: bundled with the package, imported into the user's store, or given by path.
 
-A model folder holds ``config.yaml`` (the training config), ``plan.json`` (spacing, patch,
-topology), ``model.pt`` (float32 weights only; tens of MB at most) and ``model_card.md`` (task,
-training data, validation metrics with their data, date, license). Bundled models live in
-``msseg/models/bundled/<task>/`` and are found by task name.
+An msseg model folder holds ``config.yaml`` (the training config), ``plan.json`` (the contract:
+:class:`msseg.preprocess.plan.Plan`), ``model.pt`` (float32 weights only; tens of MB at most)
+and ``model_card.md`` (task, training data, validation metrics with their data, date,
+license). Bundled models live in ``msseg/models/bundled/<task>/`` and are found by task name.
+An nnU-Net v2 results folder (``plans.json``, ``dataset.json``, ``fold_K/checkpoint_*.pth``;
+:mod:`msseg.models.nnunet`) is a model too. ``msseg models import`` copies either kind into the
+user's model store (``platformdirs.user_data_dir("msseg")/models/<name>``, which honours
+``XDG_DATA_HOME``), where it is found by its name like a bundled task.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import yaml
 
 from msseg.errors import MssegError
-from msseg.models.networks import build_network
-from msseg.training.config import TrainConfig
-from msseg.training.planning import Plan
+from msseg.models.nnunet import NnunetFolder, describe, trainer_folder
+from msseg.preprocess.plan import Plan
 
 BUNDLED = Path(__file__).parent / "bundled"
 FILES = ("config.yaml", "plan.json", "model.pt", "model_card.md")
@@ -31,66 +34,139 @@ class ModelFolder:
 
     @property
     def task(self) -> str:
-        return self.config.task
-
-    @property
-    def config(self) -> TrainConfig:
-        return TrainConfig.from_yaml(self.path / "config.yaml")
+        raw = yaml.safe_load((self.path / "config.yaml").read_text()) or {}
+        return str(raw.get("task", self.path.name))
 
     @property
     def plan(self) -> Plan:
         return Plan.from_dict(json.loads((self.path / "plan.json").read_text()))
 
     @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.plan.regions
+
+    @property
     def card(self) -> str:
         return (self.path / "model_card.md").read_text()
 
-    def load_network(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+    def load_network(self, device: str = "cpu"):
+        import torch
+
+        from msseg.models.networks import build_network
+
         network = build_network(self.plan)
         state = torch.load(self.path / "model.pt", map_location=device, weights_only=True)
         network.load_state_dict(state)
         return network.to(device).eval()
 
 
-def open_model(path: str | Path) -> ModelFolder:
+Model = ModelFolder | NnunetFolder
+
+
+def open_model(path: str | Path) -> Model:
+    """An msseg model folder or an nnU-Net results folder (or a folder holding exactly one
+    ``nnUNetTrainer*`` results folder, as SCT's downloads do)."""
     path = Path(path)
+    if not path.is_dir():
+        raise MssegError(f"{path}: no such model folder")
+    nnunet = trainer_folder(path)
+    if nnunet is not None:
+        return NnunetFolder(nnunet)
     missing = [f for f in FILES if not (path / f).is_file()]
     if missing:
-        raise MssegError(f"{path}: not a model folder (missing {', '.join(missing)})")
+        raise MssegError(f"{path}: not a model folder (missing {', '.join(missing)}; nor an "
+                         "nnU-Net folder with plans.json and dataset.json)")
     return ModelFolder(path)
 
 
-def bundled_models() -> list[ModelFolder]:
-    if not BUNDLED.is_dir():
+def user_store() -> Path:
+    """Where ``msseg models import`` puts models (created on first import)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("msseg")) / "models"
+
+
+def _models_in(folder: Path) -> list[Model]:
+    if not folder.is_dir():
         return []
-    return [open_model(p) for p in sorted(BUNDLED.iterdir()) if (p / "model.pt").is_file()]
+    found = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            found.append(open_model(sub))
+        except MssegError:
+            continue
+    return found
 
 
-def find_model(task_or_path: str) -> ModelFolder:
-    """A bundled model by task name, or a model folder by path."""
+def bundled_models() -> list[ModelFolder]:
+    return [m for m in _models_in(BUNDLED) if isinstance(m, ModelFolder)]
+
+
+def imported_models() -> list[Model]:
+    return _models_in(user_store())
+
+
+def model_name(model: Model) -> str:
+    """The name a model is called by: its folder, or the store folder holding it."""
+    store = user_store()
+    if store in model.path.parents and model.path.parent != store:
+        return model.path.parent.name
+    return model.path.name
+
+
+def find_model(task_or_path: str | Path) -> Model:
+    """A model folder by path, else a bundled task, else an imported model, by name."""
     if Path(task_or_path).is_dir():
         return open_model(task_or_path)
-    for model in bundled_models():
-        if model.path.name == task_or_path:
+    for model in [*bundled_models(), *imported_models()]:
+        if model_name(model) == str(task_or_path):
             return model
-    names = ", ".join(m.path.name for m in bundled_models()) or "none"
-    raise MssegError(f"unknown task {task_or_path!r} (bundled: {names})")
+    names = ", ".join(model_name(m) for m in [*bundled_models(), *imported_models()]) or "none"
+    raise MssegError(f"unknown task {task_or_path!r} (known: {names})")
 
 
-def package_checkpoint(checkpoint: str | Path, out: str | Path, card: str) -> ModelFolder:
-    """Write a model folder from a training checkpoint (weights only) and a model card."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
+def import_model(source: str | Path, name: str, overwrite: bool = False) -> Model:
+    """Copy a model folder into the user's store under ``name``, with a model card that
+    states where it came from. nnU-Net folders keep their layout (one results folder)."""
+    model = open_model(source)
+    if not name or not all(c.isalnum() or c in "_-." for c in name) or name.startswith("."):
+        raise MssegError(f"model name {name!r}: use letters, digits, '_', '-' or '.'")
+    if name in {m.path.name for m in bundled_models()}:
+        raise MssegError(f"model name {name!r} is a bundled task; choose another name")
+    store = user_store()
+    dest = store / name
+    if dest.exists() and not overwrite:
+        raise MssegError(f"{dest}: a model of that name exists; pass --overwrite to replace it")
+    tmp = store / f".{name}.importing"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    config = TrainConfig.from_dict(state["config"])
-    config.to_yaml(tmp / "config.yaml")
-    (tmp / "plan.json").write_text(json.dumps(state["plan"], indent=1))
-    weights = {k: v.float() for k, v in state["model"].items()}
-    torch.save(weights, tmp / "model.pt")
-    (tmp / "model_card.md").write_text(card)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return open_model(out)
+    try:
+        _copy_model(model, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return open_model(dest)
+
+
+def _copy_model(model: Model, tmp: Path) -> None:
+    stamp = datetime.date.today().isoformat()
+    source = Path(model.path).resolve()
+    if isinstance(model, NnunetFolder):
+        inner = tmp / model.path.name
+        inner.mkdir()
+        for name in ("plans.json", "dataset.json"):
+            shutil.copy2(model.path / name, inner / name)
+        for fold in model.folds:
+            (inner / f"fold_{fold}").mkdir()
+            checkpoint = model.checkpoint(fold)
+            shutil.copy2(checkpoint, inner / f"fold_{fold}" / checkpoint.name)
+        card = describe(NnunetFolder(inner)).replace(f"- source: {inner}", f"- source: {source}")
+        (tmp / "model_card.md").write_text(card + f"\nImported into msseg on {stamp}.\n")
+        return
+    for name in FILES:
+        shutil.copy2(model.path / name, tmp / name)
+    (tmp / "model_card.md").write_text(model.card.rstrip() + f"\n\nImported into msseg on "
+                                       f"{stamp} from {source}.\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,18 @@ class Tube:
             yield (tuple(src), tuple(dst)) if len(src) == 2 else (None, None)
 
 
+def centerline_from_mask(mask: np.ndarray) -> np.ndarray:
+    """(nz, 2) in-plane centre of mass (voxel indices) per axial slice; NaN where empty."""
+    mask = np.asarray(mask, dtype=bool)
+    points = np.full((mask.shape[2], 2), np.nan)
+    for k in np.flatnonzero(mask.any(axis=(0, 1))):
+        points[k] = ndimage.center_of_mass(mask[:, :, k])
+    return points
+
+
 def centres_from_mask(mask: np.ndarray) -> np.ndarray:
     """(Z, 2) in-plane centre of mass of a cord mask per slice, interpolated over slices
     without cord and held constant beyond its ends (the image centre if it is empty)."""
-    from msseg.evaluation.centerline import centerline_from_mask
-
     points = centerline_from_mask(mask)
     known = ~np.isnan(points).any(1)
     if not known.any():

@@ -1,11 +1,11 @@
 """Training data: cases preprocessed in memory, contrast-weighted case sampling, patch sampling.
 
-Preprocessing of one case (also used at inference): reorient to RPI, resample to the plan's
-spacing (in-plane only for 2D models; masks nearest-neighbour), normalise the intensities
-(``plan.normalization``: per-image z-score; Nyúl standardisation with landmarks learnt on the
-training set followed by a z-score with the training set's mean/std; or quantile normalisation
-to the training set's template). Targets are region-based: ``regions[0]`` = cord ∪ lesion,
-``regions[1]`` = lesion; a model is trained on the channels its plan names. With
+A case's image goes through the same pipeline as at inference
+(:func:`msseg.preprocess.pipeline.preprocess_image`: RPI, the plan's normalisation, its
+spacing); its masks are resampled nearest-neighbour onto that grid. What normalisation learns
+from the training set (Nyúl landmarks + z-score, the quantile template) is learnt here
+(:func:`learn_intensity`) and stored in the plan. Targets are region-based: ``regions[0]`` =
+cord ∪ lesion, ``regions[1]`` = lesion; a model is trained on the channels its plan names. With
 ``plan.frame == "centerline"`` a case is the tube of windows along its cord's centerline
 (:mod:`msseg.preprocess.tube`); with ``plan.frame == "resize"`` every axial slice is resized to
 the patch size (brain FLAIR: 224×224) and back.
@@ -21,12 +21,12 @@ import numpy as np
 
 from msseg import io
 from msseg.data.index import Record
-from msseg.image import Image
 from msseg.preprocess import intensity
 from msseg.preprocess.orient import to_rpi
+from msseg.preprocess.pipeline import preprocess_image, tube_box, working_spacing
+from msseg.preprocess.plan import Plan
 from msseg.preprocess.resample import resample_to_spacing
 from msseg.preprocess.tube import Tube, centres_from_mask
-from msseg.training.planning import Plan
 
 REGION_CHANNEL = {"cord": 0, "lesion": 1}
 
@@ -44,35 +44,6 @@ class Case:
     regions: np.ndarray  # uint8 (2, X, Y, Z): cord ∪ lesion, lesion
 
 
-def zscore(data: np.ndarray) -> np.ndarray:
-    data = data.astype(np.float32)
-    return (data - data.mean()) / max(float(data.std()), 1e-6)
-
-
-def working_spacing(image: Image, plan: Plan) -> tuple[float, float, float]:
-    """Spacing of the network grid for this image: 2D models keep the slice thickness; with
-    ``plan.frame == "resize"`` every axial slice is resized to exactly the patch size."""
-    if plan.frame == "resize":
-        return (*(n * s / p for n, s, p in zip(image.shape[:2], image.spacing[:2],
-                                                plan.patch_size, strict=True)),
-                image.spacing[2])
-    if plan.dims == 2:
-        return (*plan.target_spacing, image.spacing[2])
-    return tuple(plan.target_spacing)
-
-
-def normalize(data: np.ndarray, plan: Plan) -> np.ndarray:
-    if plan.normalization == "nyul":
-        p = plan.intensity
-        standard = intensity.apply_nyul(data, p["landmarks"], mask=np.ones(data.shape, bool))
-        return ((standard - p["mean"]) / max(p["std"], 1e-6)).astype(np.float32)
-    if plan.normalization == "quantile":
-        return intensity.apply_quantile(data, plan.intensity["template"])
-    if plan.normalization == "minmax":
-        return intensity.minmax(data)
-    return zscore(data)
-
-
 def learn_intensity(images: list[np.ndarray], method: str) -> dict:
     """What ``normalize`` needs from the training set (empty for per-image z-scores)."""
     if method == "nyul":
@@ -87,27 +58,6 @@ def learn_intensity(images: list[np.ndarray], method: str) -> dict:
     if method == "quantile":
         return {"template": intensity.learn_quantile_template(images)}
     return {}
-
-
-def preprocess_image(image: Image, plan: Plan, box: tuple[slice, ...] | None = None) -> Image:
-    """RPI -> intensities normalised (statistics of the whole image) -> optionally cropped to
-    ``box`` (RPI voxel slices) -> resampled to the plan's working spacing."""
-    rpi = to_rpi(image)
-    rpi = rpi.with_data(normalize(rpi.data, plan))
-    if box is not None:
-        rpi = rpi.crop(box)
-    return resample_to_spacing(rpi, working_spacing(rpi, plan), order=1)
-
-
-def tube_box(points: np.ndarray, rpi: Image, plan: Plan, margin_mm: float = 5.0
-             ) -> tuple[slice, ...]:
-    """In-plane box of an RPI grid holding the centerline tube: the points' (n, 2 voxel
-    indices) extent + half the patch + ``margin_mm``, all slices."""
-    half_mm = np.asarray(plan.patch_size[:2]) * np.asarray(plan.target_spacing[:2]) / 2
-    margin = np.ceil((half_mm + margin_mm) / np.asarray(rpi.spacing[:2])).astype(int)
-    lo = np.maximum(np.floor(points.min(0)).astype(int) - margin, 0)
-    hi = np.minimum(np.ceil(points.max(0)).astype(int) + margin + 1, rpi.shape[:2])
-    return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(None)
 
 
 def consensus_lesion(record: Record, method: str, spacing, shape, box=None) -> np.ndarray:

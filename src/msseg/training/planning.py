@@ -13,45 +13,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Plan:
-    dims: int
-    target_spacing: tuple[float, ...]   # (x, y) for 2D, (x, y, z) for 3D, mm
-    patch_size: tuple[int, ...]
-    kernels: tuple[tuple[int, ...], ...]
-    strides: tuple[tuple[int, ...], ...]
-    filters: tuple[int, ...]
-    architecture: str = "dynunet"           # see msseg.models.networks
-    regions: tuple[str, ...] = ("cord", "lesion")
-    dropout: float = 0.0
-    normalization: str = "zscore"           # zscore | minmax | nyul | quantile (training.data)
-    intensity: dict[str, Any] = field(default_factory=dict)  # learnt landmarks / statistics
-    frame: str = "image"                    # image | centerline (tube) | resize (slices)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def replace(self, **changes: Any) -> Plan:
-        from dataclasses import replace
-
-        return replace(self, **changes)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> Plan:
-        return cls(raw["dims"], tuple(raw["target_spacing"]), tuple(raw["patch_size"]),
-                   tuple(tuple(k) for k in raw["kernels"]),
-                   tuple(tuple(s) for s in raw["strides"]), tuple(raw["filters"]),
-                   raw.get("architecture", "dynunet"),
-                   tuple(raw.get("regions", ("cord", "lesion"))), raw.get("dropout", 0.0),
-                   raw.get("normalization", "zscore"), dict(raw.get("intensity", {})),
-                   raw.get("frame", "image"))
-
+from msseg.preprocess.plan import Plan
 
 MAX_PATCH = {2: (256, 256), 3: (160, 160, 40)}
 
