@@ -57,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
                    help="onnx: ONNX Runtime on CPU (needs the onnx extra)")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per network call")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per network call (default: 4; nnU-Net folders on CPU: 1)")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes")
     p.add_argument("--dask-scheduler", help="address of a Dask distributed scheduler")
     p.add_argument("--qc", type=Path, help="write a static QC page (index.html) into this folder")
@@ -104,7 +105,7 @@ def _options(args: argparse.Namespace, model) -> SegmentOptions:
     if not nnunet and (args.nnunet_exact or args.folds):
         flag = "--nnunet-exact" if args.nnunet_exact else "--folds"
         raise MssegError(f"{flag}: only for nnU-Net model folders (use --no-crop)")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise MssegError(f"--batch-size {args.batch_size}: must be ≥ 1")
     if nnunet:
         model.select_folds(args.folds)  # refuse unknown folds before any work

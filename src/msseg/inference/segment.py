@@ -61,7 +61,8 @@ class SegmentOptions:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     postprocessing: bool | None = None  # None: on for msseg models, off for nnU-Net folders
     folds: str | None = None    # nnU-Net folders: "0,1" / "all"; None: every fold present
-    batch_size: int = 4         # windows per network call
+    batch_size: int | None = None  # windows per network call; None: 4 (nnU-Net folders:
+    #                                1 on CPU, faster per window here; 4 on GPU)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,12 +175,12 @@ class Segmenter:
     def _predict(self, volume: np.ndarray, overlap: float = 0.5) -> np.ndarray:
         from msseg.models.windows import predict_probabilities
 
+        batch = self.options.batch_size or 4
         prob = predict_probabilities(self.network, volume, self.plan, overlap=overlap,
-                                     batch_size=self.options.batch_size,
-                                     device=self.options.device)
+                                     batch_size=batch, device=self.options.device)
         if self.options.tta:
             flipped = predict_probabilities(self.network, volume[::-1].copy(), self.plan,
-                                            overlap=overlap, batch_size=self.options.batch_size,
+                                            overlap=overlap, batch_size=batch,
                                             device=self.options.device)
             prob = (prob + flipped[:, ::-1]) / 2
         return prob
@@ -257,8 +258,10 @@ class NnunetSegmenter:
         self.labels = model.label_map
         folds = model.select_folds(options.folds)
         mirror = model.mirror_axes(folds[0]) if options.tta else ()
+        batch = options.batch_size or (1 if options.device == "cpu" else 4)
+        self.half = not options.crop   # --nnunet-exact: nnU-Net's float16 sums, as it does
         self.runner = WindowRunner(model.networks(folds, options.device), self.plan.patch_size,
-                                   options.batch_size, mirror, options.device)
+                                   batch, mirror, options.device, half=self.half)
         self.finder = _finder(options) if options.crop else None
 
     def roi(self, grid, world: np.ndarray) -> tuple[slice, ...]:
@@ -280,7 +283,7 @@ class NnunetSegmenter:
         roi = self.roi(prepared.grid, line.world()) if line is not None and line.found else None
         logits, covered = self.runner.predict(prepared.data, self.labels.heads, roi=roi)
         inside = covered if roi is None else _in_box(covered.shape, roi)
-        cropped = nn.logits_to_cropped(logits, prepared, self.plan)
+        cropped = nn.logits_to_cropped(logits, prepared, self.plan, self.half)
         del logits
         probs = self.labels.probabilities(cropped)
         if roi is not None:  # outside the box: background, as outside nnU-Net's own crop

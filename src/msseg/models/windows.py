@@ -57,16 +57,23 @@ def window_starts(size: int, patch: int, step: float = 0.5) -> list[int]:
     return [int(np.round(spacing * k)) for k in range(n)]
 
 
-def gaussian_weights(patch: tuple[int, ...], sigma_scale: float = 1 / 8) -> np.ndarray:
+def gaussian_weights(patch: tuple[int, ...], sigma_scale: float = 1 / 8,
+                     half: bool = False) -> np.ndarray:
     """nnU-Net's importance map: a unit impulse at ``patch // 2`` blurred by σ = patch · 1/8
-    (zero outside), scaled to a maximum of 1, zeros replaced by the smallest positive value."""
+    (zero outside), scaled to a maximum of 1, zeros replaced by the smallest positive value.
+
+    ``half``: the weights nnU-Net actually uses — scaled to a maximum of 10 and rounded to
+    float16 (the far corners of a 3D window underflow to float16's smallest value). The
+    weights only matter relative to one another, so either scale blends the same."""
     from scipy.ndimage import gaussian_filter
 
     impulse = np.zeros(patch)
     impulse[tuple(p // 2 for p in patch)] = 1
     weights = gaussian_filter(impulse, [p * sigma_scale for p in patch], 0, mode="constant",
                               cval=0)
-    weights /= weights.max()
+    weights /= weights.max() / (10 if half else 1)
+    if half:
+        weights = weights.astype(np.float16)
     weights[weights == 0] = weights[weights > 0].min()
     return weights.astype(np.float32)
 
@@ -101,29 +108,35 @@ def windows(shape: tuple[int, ...], patch: tuple[int, ...], step: float = 0.5,
 
 class WindowRunner:
     """Runs networks (fold ensemble: logits averaged) over windows in batches, optionally
-    averaging mirrored copies (nnU-Net's test-time mirroring over ``mirror_axes``)."""
+    averaging mirrored copies (nnU-Net's test-time mirroring over ``mirror_axes``).
+
+    ``half``: accumulate as nnU-Net does — each fold's weighted window outputs summed, and
+    divided by the summed weights, in float16, then the folds averaged in float16 — so that
+    ``--nnunet-exact`` reproduces nnU-Net's numbers rather than more precise float32 ones
+    (3D windows' far corners carry weights near float16's smallest value, where nnU-Net's sums
+    lose several percent)."""
 
     def __init__(self, networks: list[torch.nn.Module], patch: tuple[int, ...],
                  batch_size: int = 4, mirror_axes: tuple[int, ...] = (),
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", half: bool = False):
         self.networks, self.patch = networks, tuple(patch)
         self.batch_size, self.device = max(1, batch_size), torch.device(device)
         self.mirrors = [c for i in range(len(mirror_axes))
                         for c in itertools.combinations(mirror_axes, i + 1)]
+        self.half = half
 
     @torch.inference_mode()
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        """(B, C, *patch) -> (B, heads, *patch) logits averaged over folds and mirrors."""
+    def forward(self, batch: np.ndarray) -> list[np.ndarray]:
+        """(B, C, *patch) -> per fold (B, heads, *patch) logits, averaged over mirrors."""
         x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
-        total = None
+        folds = []
         for net in self.networks:
             out = net(x)
             for axes in self.mirrors:
                 dims = [a + 2 for a in axes]
                 out = out + torch.flip(net(torch.flip(x, dims)), dims)
-            out = out / (len(self.mirrors) + 1)
-            total = out if total is None else total + out
-        return (total / len(self.networks)).float().cpu().numpy()
+            folds.append((out / (len(self.mirrors) + 1)).float().cpu().numpy())
+        return folds
 
     def predict(self, data: np.ndarray, heads: int, step: float = 0.5,
                 roi: tuple[slice, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -136,20 +149,56 @@ class WindowRunner:
         if roi is not None:
             roi = tuple(slice(r.start + lo, r.stop + lo) for r, (lo, _) in zip(roi, pads,
                                                                                 strict=True))
-        lead = len(spatial) - len(self.patch)
         boxes = windows(padded.shape[1:], self.patch, step, roi)
-        gauss = gaussian_weights(self.patch)
-        out = np.zeros((heads, *padded.shape[1:]), np.float32)
-        weight = np.zeros(padded.shape[1:], np.float32)
+        blend = _Blend(heads, padded.shape[1:], self.patch,
+                       len(self.networks) if self.half else 1, self.half)
         for i in range(0, len(boxes), self.batch_size):
             chunk = boxes[i:i + self.batch_size]
             inputs = np.stack([padded[(slice(None), *b)].reshape(data.shape[0], *self.patch)
                                for b in chunk])
-            for b, logits in zip(chunk, self.forward(inputs), strict=True):
-                out[(slice(None), *b)] += (logits * gauss).reshape(heads, *(
-                    [1] * lead), *self.patch)
-                weight[b] += gauss.reshape(*([1] * lead), *self.patch)
-        covered = weight > 0
-        np.divide(out, weight, out=out, where=covered)
+            folds = self.forward(inputs)
+            if not self.half:
+                folds = [sum(folds) / len(folds)]
+            for j, b in enumerate(chunk):
+                blend.add(b, [f[j] for f in folds])
+        out, covered = blend.result()
         unpad = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, spatial, strict=True))
         return out[(slice(None), *unpad)], covered[unpad]
+
+
+class _Blend:
+    """Gaussian-weighted sums of window outputs, one accumulator per fold."""
+
+    def __init__(self, heads: int, shape: tuple[int, ...], patch: tuple[int, ...],
+                 folds: int, half: bool):
+        dtype = np.float16 if half else np.float32
+        self.sums = [np.zeros((heads, *shape), dtype) for _ in range(folds)]
+        self.weight = np.zeros(shape, dtype)
+        self.lead = len(shape) - len(patch)
+        self.gauss = gaussian_weights(patch, half=True).reshape(*([1] * self.lead), *patch)
+        self.heads, self.patch = heads, patch
+
+    def add(self, box: tuple[slice, ...], fold_logits: list[np.ndarray]) -> None:
+        region = (slice(None), *box)
+        for total, logits in zip(self.sums, fold_logits, strict=True):
+            weighted = logits.reshape(self.heads, *self.gauss.shape) * self.gauss
+            if total.dtype == np.float32:
+                total[region] += weighted
+            else:  # float16: each addition rounded, as nnU-Net's in-place half sums are
+                total[region] = (total[region].astype(np.float32) + weighted).astype(
+                    total.dtype)
+        if self.weight.dtype == np.float32:
+            self.weight[box] += self.gauss
+        else:
+            self.weight[box] = (self.weight[box].astype(np.float32) + self.gauss).astype(
+                self.weight.dtype)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        covered = self.weight > 0
+        safe = np.where(covered, self.weight, 1)
+        per_fold = [np.where(covered, (s / safe).astype(s.dtype), 0) for s in self.sums]
+        total = per_fold[0]
+        for more in per_fold[1:]:
+            total = (total + more).astype(total.dtype)
+        total = (total / np.asarray(len(per_fold), total.dtype)).astype(total.dtype)
+        return total.astype(np.float32), covered

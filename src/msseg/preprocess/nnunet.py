@@ -276,13 +276,16 @@ def preprocess(image: Image, plan: NnunetPlan) -> Prepared:
                     target)
 
 
-def logits_to_cropped(logits: np.ndarray, prepared: Prepared, plan: NnunetPlan) -> np.ndarray:
-    """Network-grid logits (C, …) -> the cropped grid before resampling, float32."""
+def logits_to_cropped(logits: np.ndarray, prepared: Prepared, plan: NnunetPlan,
+                      half: bool = False) -> np.ndarray:
+    """Network-grid logits (C, …) -> the cropped grid before resampling, float32 (``half``:
+    rounded to float16 as nnU-Net stores them)."""
     shape = tuple(b.stop - b.start for b in prepared.bbox)
     axis = separate_axis(prepared.network_spacing, prepared.cropped_spacing,
                          plan.force_separate_z)
-    return resample(logits.astype(np.float32, copy=False), shape, axis,
-                    plan.probabilities_order, plan.probabilities_order_z)
+    out = resample(logits.astype(np.float32, copy=False), shape, axis,
+                   plan.probabilities_order, plan.probabilities_order_z)
+    return out.astype(np.float16).astype(np.float32) if half else out
 
 
 def to_native(probabilities: np.ndarray, prepared: Prepared, plan: NnunetPlan,

@@ -14,15 +14,18 @@ from msseg.image import Image
 from msseg.preprocess.orient import to_rpi
 
 
-def scan_figures(name: str, image: Image, cord: Image, lesion: Image, qcdir: Path) -> list[Path]:
-    """Write ``<name>_axial.png`` and ``<name>_sagittal.png`` into ``qcdir``."""
+def scan_figures(name: str, image: Image, cord: Image | None, lesion: Image | None,
+                 qcdir: Path) -> list[Path]:
+    """Write ``<name>_axial.png`` and ``<name>_sagittal.png`` into ``qcdir`` (a model without
+    a cord or lesion output draws none)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     qcdir.mkdir(parents=True, exist_ok=True)
-    img, crd, les = (to_rpi(x).data for x in (image, cord, lesion))
+    empty = image.with_data(np.zeros(image.shape, np.uint8))
+    img, crd, les = (to_rpi(x if x is not None else empty).data for x in (image, cord, lesion))
     box = _box(crd, img.shape)
     slices = _mosaic_slices(crd, les)
     cols = min(len(slices), 6)
