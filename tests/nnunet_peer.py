@@ -38,7 +38,7 @@ def run_nnunet(script: str, workdir: Path, timeout: int = 900) -> str:
     """Run a Python snippet with nnU-Net's path variables pointing into ``workdir``."""
     env = dict(os.environ, nnUNet_raw=str(workdir / "raw"),
                nnUNet_preprocessed=str(workdir / "preprocessed"),
-               nnUNet_results=str(workdir / "results"), nnUNet_def_n_proc="1",
+               nnUNet_results=str(workdir / "results"),
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -9,9 +9,12 @@ come *from*, so SCT's ``RPI`` is nibabel's ``LAS`` (see :data:`SCT_RPI`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
+
+if TYPE_CHECKING:
+    import nibabel as nib
 
 #: SCT's "RPI" orientation expressed as a nibabel axis code.
 SCT_RPI = "LAS"
@@ -52,6 +55,8 @@ class Image:
     @property
     def orientation(self) -> str:
         """nibabel axis code such as ``'LAS'`` (SCT's ``'RPI'``)."""
+        import nibabel as nib
+
         return "".join(nib.aff2axcodes(self.affine))
 
     def with_data(self, data: np.ndarray) -> Image:
@@ -77,3 +82,8 @@ class Image:
 def spacing_from_affine(affine: np.ndarray) -> np.ndarray:
     """Voxel sizes (mm) as the Euclidean norms of the affine's first three columns."""
     return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def si_axis(image: Image) -> int:
+    """Index of the voxel axis closest to superior-inferior."""
+    return int(np.argmax(np.abs(image.affine[2, :3]) / np.asarray(image.spacing)))

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
 
 from msseg.errors import MssegError
 from msseg.image import Image
+
+if TYPE_CHECKING:  # nibabel is imported where files are read or written (fast start-up)
+    import nibabel as nib
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Header fields that define where voxels are: copied verbatim onto every derived mask.
@@ -41,6 +44,8 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
     Trailing singleton dimensions (``X×Y×Z×1``) are squeezed; real 4D data, non-finite values
     (unless ``allow_nan``) and unreadable files are refused.
     """
+    import nibabel as nib
+
     path = Path(path)
     if not path.exists():
         raise MssegError(f"{path}: no such file")
@@ -63,6 +68,8 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
 
 def save(image: Image, path: str | os.PathLike, dtype: np.dtype | type | None = None) -> Path:
     """Write ``image`` atomically. With a header, its qform/sform and codes are kept exactly."""
+    import nibabel as nib
+
     data = np.asarray(image.data)
     if dtype is not None:
         data = data.astype(dtype)
@@ -96,13 +103,67 @@ def _atomic_write(nii: nib.Nifti1Image, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        nib.save(nii, tmp)
+        nii.to_filename(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def save_on_grid(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike,
+                 like: Image | None = None, dtype: np.dtype | type | None = None) -> Path:
+    """Write an array on a new grid (stitched, straightened): qform and sform both set to the
+    affine with the scanner code, units mm (and seconds), other fields from ``like``."""
+    import nibabel as nib
+
+    data = np.asarray(data if dtype is None else np.asarray(data).astype(dtype))
+    header = like.header.copy() if like is not None and like.header is not None else None
+    nii = nib.Nifti1Image(data, affine, header=header)
+    nii.header.set_data_dtype(data.dtype)
+    nii.header.set_qform(affine, code=1)
+    nii.header.set_sform(affine, code=1)
+    nii.header.set_xyzt_units("mm", "sec")
+    nii.header.set_slope_inter(1.0, 0.0)
+    return _atomic_write(nii, Path(path))
+
+
+def save_displacement(field: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> Path:
+    """An ITK / ANTs displacement field: 5D (X, Y, Z, 1, 3) float32, vector intent, vectors
+    in mm in ITK's LPS frame (as SCT writes its warping fields)."""
+    import nibabel as nib
+
+    if field.ndim != 5 or field.shape[3:] != (1, 3):
+        raise ValueError(f"displacement field must be (X, Y, Z, 1, 3), got {field.shape}")
+    nii = nib.Nifti1Image(np.asarray(field, np.float32), affine)
+    nii.header.set_intent("vector", (), name="displacement (LPS mm)")
+    nii.header.set_qform(affine, code=1)
+    nii.header.set_sform(affine, code=1)
+    nii.header.set_xyzt_units("mm", "sec")
+    return _atomic_write(nii, Path(path))
+
+
+def load_displacement(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(field (X, Y, Z, 1, 3) float32, affine) of a displacement field file."""
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.exists():
+        raise MssegError(f"{path}: no such file")
+    try:
+        nii = nib.load(str(path))
+        field = np.asarray(nii.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise MssegError(f"{path}: cannot read NIfTI ({exc})") from exc
+    if field.ndim == 4 and field.shape[3] == 3:
+        field = field[:, :, :, None, :]
+    if field.ndim != 5 or field.shape[3:] != (1, 3):
+        raise MssegError(f"{path}: not a displacement field (expected X×Y×Z×1×3, got "
+                         f"{'×'.join(map(str, field.shape))})")
+    if not np.isfinite(field).all():
+        raise MssegError(f"{path}: displacement field contains NaN or infinite values")
+    return field, nii.affine
 
 
 def write_csv(table, path: str | os.PathLike) -> Path:

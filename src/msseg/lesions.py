@@ -21,17 +21,12 @@ import cc3d
 import numpy as np
 import pandas as pd
 
-from msseg.image import Image
+from msseg.image import Image, si_axis
 from msseg.preprocess.orient import to_rpi
 
 COLUMNS = ("lesion_id", "volume_mm3", "length_si_mm", "max_axial_area_mm2",
            "equivalent_diameter_mm", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
            "slice_min", "slice_max", "mean_probability", "region")
-
-
-def si_axis(image: Image) -> int:
-    """Index of the voxel axis closest to superior-inferior."""
-    return int(np.argmax(np.abs(image.affine[2, :3]) / np.asarray(image.spacing)))
 
 
 def lesion_table(lesion: Image, probability: Image | None = None,

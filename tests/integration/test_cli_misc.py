@@ -68,3 +68,14 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert cord_dice > 0.7  # the phantom's cord is found
     assert (tmp_path / "qc" / "index.html").exists()
     assert main(["demo", "-o", str(tmp_path)]) == 0  # re-runnable
+
+
+def test_the_dispatcher_imports_no_heavy_library():
+    """`msseg --help` and every subcommand start fast: the CLI imports torch, MONAI,
+    matplotlib, pandas, scipy and nibabel only inside the subcommand that runs."""
+    code = ("import sys, msseg.cli.main as m; m.build_parser(); "
+            "print(sorted(k for k in ('torch', 'monai', 'matplotlib', 'pandas', 'scipy', "
+            "'nibabel', 'SimpleITK') if k in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -108,8 +108,10 @@ def test_2d_exact_matches_nnunet_predictor(models, tmp_path):
         np.testing.assert_array_equal(written[key], src[key])
 
 
-def test_2d_crop_matches_inside_the_cord_neighbourhood(models, tmp_path):
-    out = run_segment(models["folders"]["2d"], models["image"], tmp_path / "o")
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_2d_crop_matches_inside_the_cord_neighbourhood(models, tmp_path, backend):
+    out = run_segment(models["folders"]["2d"], models["image"], tmp_path / "o", "--backend",
+                      backend)
     seg, _ = nnunet_output(models["pred"]["2d"])
     cord = msseg_output(out, "t2_ms_cut", "SC_seg") > 0
     lesion = msseg_output(out, "t2_ms_cut", "lesion_seg") > 0

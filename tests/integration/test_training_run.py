@@ -124,3 +124,26 @@ def test_3d_training_and_prediction(index, tmp_path):
     image = io.load(load_index(index)[0].image)
     result = Segmenter(model, SegmentOptions(crop=False)).segment(image)
     assert result.cord.shape == image.shape and result.cord.header is image.header
+
+
+@pytest.mark.slow
+def test_straightened_frame_trains_and_segments_in_native_space(index, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from msseg import io
+    from msseg.data.index import load_index
+    from msseg.training.package import package_checkpoint
+
+    run = train(tiny(index, tmp_path / "s", epochs=1, frame="straightened"))
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["frame"] == "straightened"
+    model = package_checkpoint(run / "checkpoint_best.pt", tmp_path / "model", "# s\n")
+    image = load_index(index)[0].image
+    assert main(["segment", str(model.path), "-i", image, "-o", str(tmp_path / "o")]) == 0
+    stem = io.strip_nifti_suffix(os.path.basename(image))
+    out = nib.load(tmp_path / "o" / f"{stem}_label-SC_seg.nii.gz")
+    src = nib.load(image)
+    assert out.shape == src.shape
+    for key in io.GEOMETRY_FIELDS:
+        np.testing.assert_array_equal(out.header[key], src.header[key])

@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "msseg"
 LATER = ("centerline", "inference", "training", "evaluation", "report", "experiments", "cli")
 FORBIDDEN = {
-    "preprocess": ("models", "data", *LATER),
+    "preprocess": ("models", "data", "postprocess", "lesions", *LATER),
     "models": LATER,
     "centerline": LATER[1:],
     "inference": ("training", "experiments", "cli"),

@@ -71,10 +71,12 @@ def test_window_runner_blends_to_the_identity_and_skips_outside_the_roi():
     assert covered.all()
     np.testing.assert_allclose(out[0], data[0], atol=1e-5)   # weighted mean of copies
     np.testing.assert_allclose(out[1], -data[0], atol=1e-5)
-    roi = (slice(0, 10), slice(0, 10), slice(0, 3))
+    roi = np.zeros(data.shape[1:], bool)
+    roi[2:9, 30:35, :] = True
     part, covered = runner.predict(data, heads=2, roi=roi)
     assert covered[roi].all() and not covered.all()
     np.testing.assert_allclose(part[0][roi], data[0][roi], atol=1e-5)
+    np.testing.assert_allclose(part[0][roi], out[0][roi], atol=1e-6)   # as the whole pass
 
 
 def test_window_runner_pads_small_images_centred():

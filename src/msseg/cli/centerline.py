@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from msseg import io
-from msseg.centerline.detect import CenterlineOptions
-from msseg.centerline.finder import METHODS, CenterlineFinder, write_centerline
-from msseg.centerline.optimize import PathCost
 from msseg.cli.common import check_outputs
 from msseg.errors import MssegError
-from msseg.inference.segment import check_image
-from msseg.models.registry import open_model
+
+METHODS = ("cnn", "intensity")       # msseg.centerline.finder.METHODS
+SMOOTHNESS = 1.0                     # msseg.centerline.optimize.PathCost().smoothness
+SMOOTHING_MM = 3.0                   # msseg.centerline.detect.CenterlineOptions().smoothing_mm
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,9 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder")
     p.add_argument("--method", choices=METHODS, default="cnn")
     p.add_argument("--model", type=Path, help="CNN1 model folder (default: bundled)")
-    p.add_argument("--smoothness", type=float, default=PathCost().smoothness,
+    p.add_argument("--smoothness", type=float, default=SMOOTHNESS,
                    help="λ of the path cost (per mm² of displacement per mm of height)")
-    p.add_argument("--smoothing-mm", type=float, default=CenterlineOptions().smoothing_mm)
+    p.add_argument("--smoothing-mm", type=float, default=SMOOTHING_MM)
     p.add_argument("--slice-step-mm", type=float, default=0.0,
                    help="heatmap on slices this far apart, bridged by the path (0: every slice)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -40,6 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from msseg import io
+    from msseg.centerline.detect import CenterlineOptions
+    from msseg.centerline.finder import CenterlineFinder, write_centerline
+    from msseg.centerline.optimize import PathCost
+    from msseg.inference.segment import check_image
+    from msseg.models.registry import open_model
+
     options = CenterlineOptions(smoothing_mm=args.smoothing_mm,
                                 slice_step_mm=args.slice_step_mm,
                                 cost=PathCost(smoothness=args.smoothness))

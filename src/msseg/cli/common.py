@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable, Sequence
+from functools import cache
 from pathlib import Path
-
-import pandas as pd
-from rich.console import Console
-from rich.progress import track
-from rich.table import Table
 
 from msseg.errors import MssegError
 
-stderr = Console(stderr=True)
+
+@cache
+def stderr():
+    """The rich console on stderr (progress bars, warnings)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def check_outputs(paths: Iterable[Path | None], overwrite: bool) -> None:
@@ -29,12 +31,18 @@ def check_outputs(paths: Iterable[Path | None], overwrite: bool) -> None:
 
 def progress(items: Sequence, description: str, min_items: int = 5) -> Iterable:
     """A progress bar on stderr for runs of at least ``min_items`` items."""
-    return track(items, description=description, console=stderr, transient=True,
+    from rich.progress import track
+
+    return track(items, description=description, console=stderr(), transient=True,
                  disable=len(items) < min_items)
 
 
-def print_table(df: pd.DataFrame, title: str, digits: int = 4) -> None:
+def print_table(df, title: str, digits: int = 4) -> None:
     """Print a DataFrame as a table on stdout; missing text cells are left blank."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title)
     text = [not pd.api.types.is_numeric_dtype(df[col]) or bool(df[col].isna().all())
             for col in df.columns]
@@ -46,6 +54,8 @@ def print_table(df: pd.DataFrame, title: str, digits: int = 4) -> None:
 
 
 def _fmt(value, digits: int, is_text: bool) -> str:
+    import pandas as pd
+
     if value is None or (is_text and pd.isna(value)):
         return ""
     if isinstance(value, float):

@@ -7,8 +7,6 @@ from collections import Counter
 from pathlib import Path
 
 from msseg.cli.common import check_outputs
-from msseg.data.index import assign_folds, load_index, save_index, scan
-from msseg.data.nnunet import export_nnunet
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_scan(args: argparse.Namespace) -> int:
+    from msseg.data.index import assign_folds, save_index, scan
+
     check_outputs([args.output], args.overwrite)
     records = assign_folds(scan(args.root), args.folds, args.seed)
     save_index(records, args.output)
@@ -42,6 +42,9 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from msseg.data.index import load_index
+    from msseg.data.nnunet import export_nnunet
+
     root = export_nnunet(load_index(args.index), args.output, args.id, args.name)
     print(f"nnU-Net raw dataset written to {root}")
     return 0

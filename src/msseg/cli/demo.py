@@ -12,12 +12,6 @@ import argparse
 import time
 from pathlib import Path
 
-from msseg import io
-from msseg.evaluation.engine import EvalOptions, evaluate_masks
-from msseg.evaluation.voxel import dice
-from msseg.models.registry import bundled_models
-from msseg.synth import make_phantom, perturb_mask
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="segment and score a synthetic phantom", description=__doc__)
@@ -27,7 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from msseg import io
     from msseg.cli.main import main
+    from msseg.evaluation.engine import EvalOptions, evaluate_masks
+    from msseg.evaluation.voxel import dice
+    from msseg.models.registry import bundled_models
+    from msseg.synth import make_phantom, perturb_mask
 
     start = time.perf_counter()
     out = args.outdir

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from msseg import io
 from msseg.cli.common import check_outputs, print_table, progress
 from msseg.errors import MssegError
-from msseg.evaluation.engine import EvalOptions, evaluate_pairs, find_pairs, summarize
-from msseg.evaluation.lesions import MATCHING_RULES
+
+MATCHING_RULES = ("published", "symmetric")   # msseg.evaluation.lesions.MATCHING_RULES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +44,9 @@ def parse_bins(text: str) -> tuple[float, ...]:
     return edges
 
 
-def options_from_args(args: argparse.Namespace) -> EvalOptions:
+def options_from_args(args: argparse.Namespace):
+    from msseg.evaluation.engine import EvalOptions
+
     if not 0 < args.overlap <= 1:
         raise MssegError(f"--overlap {args.overlap}: must be in (0, 1]")
     if args.nsd_tolerance_mm < 0:
@@ -57,6 +57,8 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from msseg.evaluation.engine import evaluate_pairs, find_pairs, summarize
+
     options = options_from_args(args)
     check_outputs((args.output, args.per_lesion, args.summary), args.overwrite)
     pairs = find_pairs(args.pred, args.ref)
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _terminal_summary(summary: pd.DataFrame) -> pd.DataFrame:
+def _terminal_summary(summary):
     out = summary.copy()
     out["mean ± sd"] = [f"{m:.4g} ± {s:.2g}" if s == s else f"{m:.4g}"
                         for m, s in zip(out["mean"], out["std"], strict=True)]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from msseg.cli.common import print_table
 from msseg.errors import MssegError
-from msseg.training.config import TrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +50,7 @@ def parse_datasets(items: list[str]) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     from msseg.experiments.cross_dataset import parse_ablations, run_experiment
+    from msseg.training.config import TrainConfig
 
     base = TrainConfig.from_yaml(args.config)
     if args.label_consensus:

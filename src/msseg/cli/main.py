@@ -17,12 +17,15 @@ from msseg.cli import (
     normalize,
     segment,
     stats,
+    stitch,
+    straighten,
     train,
+    warp,
 )
 from msseg.errors import MssegError
 
-SUBCOMMANDS = (segment, models, centerline, normalize, evaluate, stats, dataset, train,
-               experiment, demo)
+SUBCOMMANDS = (segment, models, centerline, stitch, straighten, warp, normalize, evaluate,
+               stats, dataset, train, experiment, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

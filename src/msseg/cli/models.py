@@ -13,14 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from msseg.models.registry import (
-    bundled_models,
-    import_model,
-    imported_models,
-    model_name,
-    user_store,
-)
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list models; import nnU-Net or msseg model folders",
@@ -36,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from msseg.models.registry import import_model
+
     model = import_model(args.path, args.name, args.overwrite)
     print(f"imported {args.path} as {args.name!r} -> {model.path}")
     print(f"run it with: msseg segment {args.name} -i IMAGE -o OUTDIR")
@@ -43,6 +37,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from msseg.models.registry import bundled_models, imported_models, model_name, user_store
+
     for kind, models in (("bundled", bundled_models()), ("imported", imported_models())):
         for model in models:
             kind_note = "nnU-Net" if model.task == "nnunet" else model.task

@@ -24,7 +24,6 @@ import numpy as np
 from msseg import io
 from msseg.cli.common import check_outputs
 from msseg.errors import MssegError
-from msseg.models.registry import find_model
 from msseg.preprocess import intensity
 
 METHODS = ("quantile", "zscore", "minmax", "nyul")
@@ -76,6 +75,8 @@ def normalize_array(data: np.ndarray, method: str, mask, model: str | None,
         if not isinstance(values, list) or len(values) != len(intensity.QUANTILE_PERCENTILES):
             raise MssegError(f"{template}: need {len(intensity.QUANTILE_PERCENTILES)} values")
         return intensity.apply_quantile(data, values, mask)
+    from msseg.models.registry import find_model
+
     plan = find_model(model or DEFAULT_MODEL[method]).plan
     if plan.normalization != method:
         raise MssegError(f"model {model or DEFAULT_MODEL[method]!r} was trained with "

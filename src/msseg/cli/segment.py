@@ -17,16 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from msseg import __version__, io
-from msseg.cli.common import print_table, stderr
 from msseg.errors import MssegError
-from msseg.inference.batch import Job, collect_inputs, run_batch
-from msseg.inference.segment import SegmentOptions
-from msseg.models.nnunet import NnunetFolder
-from msseg.models.registry import bundled_models, find_model, imported_models, model_name
-from msseg.postprocess import PostprocessConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="nnU-Net folders: predict the whole field of view, as nnU-Net does")
     p.add_argument("--folds", help="nnU-Net folders: folds to ensemble, e.g. 0,1,2 or all "
                    "(default: every fold present)")
+    p.add_argument("--straighten", action="store_true",
+                   help="predict in straightened space (around the stage-1 centerline); masks "
+                   "come back to the input's space")
     p.add_argument("--tta", action="store_true", help="test-time mirroring (msseg models: "
                    "left-right; nnU-Net folders: nnU-Net's mirroring axes)")
     p.add_argument("--threshold", type=float, default=None,
@@ -66,6 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from msseg.cli.common import print_table
+    from msseg.inference.batch import Job, collect_inputs
+    from msseg.models.registry import find_model, model_name
+
     if args.list:
         return list_tasks()
     if not args.task or not args.input or not args.outdir:
@@ -95,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if len(failed) else 0
 
 
-def _options(args: argparse.Namespace, model) -> SegmentOptions:
+def _options(args: argparse.Namespace, model):
+    from msseg.inference.segment import SegmentOptions
+    from msseg.models.nnunet import NnunetFolder
+    from msseg.postprocess import PostprocessConfig
+
     nnunet = isinstance(model, NnunetFolder)
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise MssegError(f"--threshold {args.threshold}: must be in (0, 1)")
@@ -112,17 +116,21 @@ def _options(args: argparse.Namespace, model) -> SegmentOptions:
     postprocessing = args.postprocessing if args.postprocessing is not None else not nnunet
     return SegmentOptions(
         threshold=args.threshold, crop=not (args.no_crop or args.nnunet_exact), tta=args.tta,
-        device=args.device, backend=args.backend, folds=args.folds,
+        device=args.device, backend=args.backend, folds=args.folds, straighten=args.straighten,
         batch_size=args.batch_size, postprocessing=postprocessing,
         postprocess=PostprocessConfig(cord_margin_mm=args.cord_margin_mm,
                                       min_lesion_volume_mm3=args.min_lesion_volume_mm3))
 
 
-def _run(jobs: list[Job], args, write_summary: bool) -> pd.DataFrame:
+def _run(jobs: list, args, write_summary: bool):
+    import pandas as pd
     from rich.progress import Progress
 
+    from msseg.cli.common import stderr
+    from msseg.inference.batch import run_batch
+
     rows = []
-    with Progress(console=stderr, transient=True, disable=len(jobs) < 2) as progress:
+    with Progress(console=stderr(), transient=True, disable=len(jobs) < 2) as progress:
         task = progress.add_task("segmenting", total=len(jobs))
 
         def done(row: dict) -> None:
@@ -134,12 +142,16 @@ def _run(jobs: list[Job], args, write_summary: bool) -> pd.DataFrame:
         return run_batch(jobs, args.jobs, args.dask_scheduler, done)
 
 
-def _write_summary(summary: pd.DataFrame, outdir: Path) -> None:
+def _write_summary(summary, outdir: Path) -> None:
+    from msseg import io
+
     io.write_csv(summary, outdir / "summary.csv")
 
 
-def _write_options(model: Path, options: SegmentOptions, outdir: Path) -> None:
+def _write_options(model: Path, options, outdir: Path) -> None:
     """Record the model and every option (post-processing included) beside the outputs."""
+    from msseg import __version__
+
     record = {"msseg": __version__, "model": str(model), "options": options.to_dict()}
     path = outdir / "segment_options.json"
     tmp = path.with_suffix(".tmp")
@@ -147,7 +159,7 @@ def _write_options(model: Path, options: SegmentOptions, outdir: Path) -> None:
     os.replace(tmp, path)
 
 
-def _print_viewer(jobs: list[Job], summary: pd.DataFrame) -> None:
+def _print_viewer(jobs: list, summary) -> None:
     ok = [j for j, s in zip(jobs, summary.status, strict=True) if s != "failed"]
     if ok:
         out = ok[0].outputs()
@@ -157,6 +169,8 @@ def _print_viewer(jobs: list[Job], summary: pd.DataFrame) -> None:
 
 
 def list_tasks() -> int:
+    from msseg.models.registry import bundled_models, imported_models, model_name
+
     for kind, models in (("bundled", bundled_models()), ("imported", imported_models())):
         if not models:
             print(f"no {kind} model")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from msseg import io
 from msseg.cli.common import check_outputs, print_table
-from msseg.statistics import compare, load_groups, raincloud
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from msseg import io
+    from msseg.statistics import compare, load_groups, raincloud
+
     check_outputs((args.output, args.plot), args.overwrite)
     groups = load_groups(args.csv, args.metric)
     table = compare(groups, paired=args.paired)

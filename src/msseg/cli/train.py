@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from msseg.training.config import TrainConfig
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model", description=__doc__)
@@ -44,7 +42,9 @@ OVERRIDES = ("dataset", "output", "dims", "epochs", "iterations_per_epoch", "bat
              "architecture", "normalization", "label_consensus")
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace):
+    from msseg.training.config import TrainConfig
+
     base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     config = base.replace(**changes)

@@ -44,7 +44,7 @@ from msseg.preprocess.tube import Tube, centres_on_grid
 MAX_OBLIQUITY_DEG = 30.0
 #: Interpolation order bringing probabilities back to the input grid, per plan frame: cubic
 #: for slices resized to the patch (linear loses up to 4% of thin lesions' volume there).
-BACK_ORDER = {"image": 1, "centerline": 1, "resize": 3}
+BACK_ORDER = {"image": 1, "centerline": 1, "resize": 3, "straightened": 1}
 CORD_HALF_WIDTH_MM = 10.0   # the crop box reaches this far beyond the centerline, plus margin
 
 
@@ -63,6 +63,8 @@ class SegmentOptions:
     folds: str | None = None    # nnU-Net folders: "0,1" / "all"; None: every fold present
     batch_size: int | None = None  # windows per network call; None: 4 (nnU-Net folders:
     #                                1 on CPU, faster per window here; 4 on GPU)
+    straighten: bool = False    # predict in straightened space (plan frame straightened: always)
+    straight_xy_mm: float = 35.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,12 +112,15 @@ def obliquity_deg(affine: np.ndarray) -> float:
 
 
 def make_segmenter(model: Model, options: SegmentOptions = SegmentOptions()):
-    """The segmenter of a model: :class:`Segmenter` or :class:`NnunetSegmenter`."""
+    """The segmenter of a model: :class:`Segmenter` or :class:`NnunetSegmenter`, wrapped in
+    :class:`StraightSegmenter` for models trained in straightened space or ``straighten``."""
     from msseg.models.nnunet import NnunetFolder
 
-    if isinstance(model, NnunetFolder):
-        return NnunetSegmenter(model, options)
-    return Segmenter(model, options)
+    kind = NnunetSegmenter if isinstance(model, NnunetFolder) else Segmenter
+    if options.straighten or (kind is Segmenter and model.plan.frame == "straightened"):
+        inner = replace(options, crop=False, postprocessing=False, straighten=False)
+        return StraightSegmenter(kind(model, inner), options)
+    return kind(model, options)
 
 
 def _finder(options: SegmentOptions):
@@ -251,8 +256,8 @@ class NnunetSegmenter:
     def __init__(self, model, options: SegmentOptions = SegmentOptions()):
         from msseg.models.windows import WindowRunner
 
-        if options.backend != "torch":
-            raise MssegError("nnU-Net folders run with --backend torch")
+        if options.backend not in ("torch", "onnx"):
+            raise MssegError(f"--backend {options.backend!r}: must be torch or onnx")
         self.model, self.options = model, options
         self.plan = model.plan
         self.labels = model.label_map
@@ -260,18 +265,32 @@ class NnunetSegmenter:
         mirror = model.mirror_axes(folds[0]) if options.tta else ()
         batch = options.batch_size or (1 if options.device == "cpu" else 4)
         self.half = not options.crop   # --nnunet-exact: nnU-Net's float16 sums, as it does
-        self.runner = WindowRunner(model.networks(folds, options.device), self.plan.patch_size,
-                                   batch, mirror, options.device, half=self.half)
+        networks = model.networks(folds, options.device)
+        if options.backend == "onnx":   # each fold exported once, run by ONNX Runtime
+            from msseg.inference.onnx_backend import OnnxNetwork
+
+            networks = [OnnxNetwork(n, self.plan.patch_size) for n in networks]
+        self.runner = WindowRunner(networks, self.plan.patch_size, batch, mirror,
+                                   options.device, half=self.half)
         self.finder = _finder(options) if options.crop else None
 
-    def roi(self, grid, world: np.ndarray) -> tuple[slice, ...]:
-        """Box of the network grid around the centerline points (world mm), all axes."""
-        ijk = (np.linalg.inv(grid.affine) @ np.column_stack([world, np.ones(len(world))]).T)[:3]
+    def roi(self, grid, world: np.ndarray) -> np.ndarray:
+        """The neighbourhood of the cord on the network grid: around every point of the
+        centerline (world mm, densified to 0.5 mm), ± (cord half-width + crop margin) along
+        the two grid axes across the cord and ± one step along the one closest to S–I."""
+        world = _densified(world, 0.5)
+        inverse = np.linalg.inv(grid.affine)
+        ijk = world @ inverse[:3, :3].T + inverse[:3, 3]
         spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
+        along = int(np.argmax(np.abs(grid.affine[2, :3]) / spacing))
         margin = np.ceil((self.options.crop_margin_mm + CORD_HALF_WIDTH_MM) / spacing)
-        lo = np.maximum(np.floor(ijk.min(1) - margin), 0).astype(int)
-        hi = np.minimum(np.ceil(ijk.max(1) + margin) + 1, grid.shape).astype(int)
-        return tuple(slice(a, max(a, b)) for a, b in zip(lo, hi, strict=True))
+        margin[along] = np.ceil(0.5 / spacing[along]) + 1
+        lo = np.clip(np.floor(ijk - margin), 0, grid.shape).astype(int)
+        hi = np.clip(np.ceil(ijk + margin) + 1, 0, grid.shape).astype(int)
+        mask = np.zeros(grid.shape, bool)
+        for a, b in zip(lo, hi, strict=True):
+            mask[a[0]:b[0], a[1]:b[1], a[2]:b[2]] = True
+        return mask
 
     def segment(self, image: Image, name: str = "image") -> SegmentResult:
         from msseg.preprocess import nnunet as nn
@@ -281,14 +300,13 @@ class NnunetSegmenter:
         line = self.finder.find(image) if self.finder is not None else None
         prepared = nn.preprocess(image, self.plan)
         roi = self.roi(prepared.grid, line.world()) if line is not None and line.found else None
-        logits, covered = self.runner.predict(prepared.data, self.labels.heads, roi=roi)
-        inside = covered if roi is None else _in_box(covered.shape, roi)
+        logits, _ = self.runner.predict(prepared.data, self.labels.heads, roi=roi)
         cropped = nn.logits_to_cropped(logits, prepared, self.plan, self.half)
         del logits
         probs = self.labels.probabilities(cropped)
-        if roi is not None:  # outside the box: background, as outside nnU-Net's own crop
+        if roi is not None:  # outside the roi: background, as outside nnU-Net's own crop
             shape = cropped.shape[1:]
-            keep = nn.resample(inside[None].astype(np.float32), shape, None, 0, 0)[0] > 0.5
+            keep = nn.resample(roi[None].astype(np.float32), shape, None, 0, 0)[0] > 0.5
             probs[:, ~keep] = self.labels.background()[:, None]
         full = nn.to_native(probs, prepared, self.plan, self.labels.background())
         native = np.stack([reorient_like(prepared.oriented.with_data(c), image).data
@@ -299,13 +317,59 @@ class NnunetSegmenter:
         config = self.options.postprocess if self.options.postprocessing else None
         mask_images, prob_images, table = finish(image, probabilities, masks, config)
         return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
-                             roi, line)
+                             None if roi is None else _bounding_box(roi), line)
 
 
-def _in_box(shape: tuple[int, ...], box: tuple[slice, ...]) -> np.ndarray:
-    inside = np.zeros(shape, bool)
-    inside[box] = True
-    return inside
+class StraightSegmenter:
+    """Any segmenter run in straightened space: the input is straightened around its stage-1
+    centerline (:mod:`msseg.preprocess.straighten`), the inner segmenter predicts the whole
+    straightened image, and its probability maps come back to the input's grid through the
+    inverse mapping before thresholding and post-processing — so masks are in the input's
+    native space with its header, as for every task."""
+
+    def __init__(self, inner, options: SegmentOptions):
+        self.inner, self.options = inner, options
+        self.finder = _finder(options)
+        self.model = inner.model
+
+    def segment(self, image: Image, name: str = "image") -> SegmentResult:
+        from msseg.preprocess import straighten as st
+
+        start = time.perf_counter()
+        check_image(image, name)
+        line = self.finder.find(image)
+        if not line.found:
+            raise MssegError(f"{name}: no spinal cord found, so it cannot be straightened")
+        found = np.flatnonzero(line.detected)
+        geometry = st.geometry_for(image, line.world()[found[0]:found[-1] + 1],
+                                   self.options.straight_xy_mm)
+        straight = st.straighten_image(image, geometry, 1)
+        inner = self.inner.segment(straight, name)
+        threshold = 0.5 if self.options.threshold is None else self.options.threshold
+        probabilities = {key: st.unstraighten(p, geometry, image, 1)
+                         for key, p in inner.probabilities.items()}
+        masks = {key: p >= threshold for key, p in probabilities.items()}
+        config = self.options.postprocess if self.options.postprocessing is not False else None
+        mask_images, prob_images, table = finish(image, probabilities, masks, config)
+        return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
+                             None, line)
+
+
+def _densified(points: np.ndarray, step_mm: float) -> np.ndarray:
+    """Points (n, 3) with extra points on every segment so that none is longer than step."""
+    out = [points[:1]]
+    for a, b in zip(points[:-1], points[1:], strict=True):
+        n = max(1, int(np.ceil(np.linalg.norm(b - a) / step_mm)))
+        out.append(a + (b - a) * (np.arange(1, n + 1)[:, None] / n))
+    return np.concatenate(out)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    hits = np.argwhere(mask)
+    if hits.size == 0:
+        return tuple(slice(0, 0) for _ in mask.shape)
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(hits.min(0), hits.max(0),
+                                                            strict=True))
 
 
 def _aligned(lo: int, hi: int, patch: int, size: int) -> slice:

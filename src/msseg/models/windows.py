@@ -139,31 +139,51 @@ class WindowRunner:
         return folds
 
     def predict(self, data: np.ndarray, heads: int, step: float = 0.5,
-                roi: tuple[slice, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                roi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Blended logits (heads, *spatial) of ``data`` (C, *spatial), and the mask of voxels
-        some window covered (the others are 0). With ``roi`` (slices of the spatial axes) only
-        the windows touching it are run."""
+        some window covered (the others are 0). With ``roi`` (a boolean mask of the spatial
+        grid) only the windows touching it are run: every voxel of the roi still receives all
+        the windows of the whole-image pass. Images smaller than the patch are padded (zeros,
+        centred) window by window, never as a whole."""
         spatial = data.shape[1:]
         pads = pad_box(spatial, self.patch)
-        padded = np.pad(data, ((0, 0), *pads)) if any(sum(p) for p in pads) else data
+        padded_shape = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True))
+        box = None
         if roi is not None:
-            roi = tuple(slice(r.start + lo, r.stop + lo) for r, (lo, _) in zip(roi, pads,
-                                                                                strict=True))
-        boxes = windows(padded.shape[1:], self.patch, step, roi)
-        blend = _Blend(heads, padded.shape[1:], self.patch,
-                       len(self.networks) if self.half else 1, self.half)
+            hits = np.argwhere(roi)
+            if hits.size == 0:
+                return (np.zeros((heads, *spatial), np.float32), np.zeros(spatial, bool))
+            box = tuple(slice(int(a) + lo, int(b) + 1 + lo) for a, b, (lo, _) in
+                        zip(hits.min(0), hits.max(0), pads, strict=True))
+        boxes = [_clip(b, pads, spatial) for b in windows(padded_shape, self.patch, step, box)]
+        if roi is not None:
+            boxes = [(src, dst) for src, dst in boxes if roi[src].any()]
+        blend = _Blend(heads, spatial, self.patch, len(self.networks) if self.half else 1,
+                       self.half)
+        lead = len(spatial) - len(self.patch)
         for i in range(0, len(boxes), self.batch_size):
             chunk = boxes[i:i + self.batch_size]
-            inputs = np.stack([padded[(slice(None), *b)].reshape(data.shape[0], *self.patch)
-                               for b in chunk])
-            folds = self.forward(inputs)
+            inputs = np.zeros((len(chunk), data.shape[0], *([1] * lead), *self.patch),
+                              np.float32)
+            for j, (src, dst) in enumerate(chunk):
+                inputs[(j, slice(None), *dst)] = data[(slice(None), *src)]
+            folds = self.forward(inputs.reshape(len(chunk), data.shape[0], *self.patch))
             if not self.half:
                 folds = [sum(folds) / len(folds)]
-            for j, b in enumerate(chunk):
-                blend.add(b, [f[j] for f in folds])
-        out, covered = blend.result()
-        unpad = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, spatial, strict=True))
-        return out[(slice(None), *unpad)], covered[unpad]
+            for j, (src, dst) in enumerate(chunk):
+                blend.add(src, dst, [f[j] for f in folds])
+        return blend.result()
+
+
+def _clip(box: tuple[slice, ...], pads, spatial) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """A window in padded coordinates -> (its part inside the image, the same part in the
+    window's own coordinates)."""
+    src, dst = [], []
+    for b, (lo, _), n in zip(box, pads, spatial, strict=True):
+        start, stop = max(b.start - lo, 0), min(b.stop - lo, n)
+        src.append(slice(start, stop))
+        dst.append(slice(start - (b.start - lo), stop - (b.start - lo)))
+    return tuple(src), tuple(dst)
 
 
 class _Blend:
@@ -176,29 +196,35 @@ class _Blend:
         self.weight = np.zeros(shape, dtype)
         self.lead = len(shape) - len(patch)
         self.gauss = gaussian_weights(patch, half=True).reshape(*([1] * self.lead), *patch)
-        self.heads, self.patch = heads, patch
+        self.heads = heads
 
-    def add(self, box: tuple[slice, ...], fold_logits: list[np.ndarray]) -> None:
-        region = (slice(None), *box)
+    def add(self, src: tuple[slice, ...], dst: tuple[slice, ...],
+            fold_logits: list[np.ndarray]) -> None:
+        gauss = self.gauss[dst]
         for total, logits in zip(self.sums, fold_logits, strict=True):
-            weighted = logits.reshape(self.heads, *self.gauss.shape) * self.gauss
+            weighted = logits.reshape(self.heads, *self.gauss.shape)[(slice(None), *dst)] * gauss
+            region = (slice(None), *src)
             if total.dtype == np.float32:
                 total[region] += weighted
             else:  # float16: each addition rounded, as nnU-Net's in-place half sums are
                 total[region] = (total[region].astype(np.float32) + weighted).astype(
                     total.dtype)
         if self.weight.dtype == np.float32:
-            self.weight[box] += self.gauss
+            self.weight[src] += gauss
         else:
-            self.weight[box] = (self.weight[box].astype(np.float32) + self.gauss).astype(
+            self.weight[src] = (self.weight[src].astype(np.float32) + gauss).astype(
                 self.weight.dtype)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         covered = self.weight > 0
-        safe = np.where(covered, self.weight, 1)
-        per_fold = [np.where(covered, (s / safe).astype(s.dtype), 0) for s in self.sums]
-        total = per_fold[0]
-        for more in per_fold[1:]:
-            total = (total + more).astype(total.dtype)
-        total = (total / np.asarray(len(per_fold), total.dtype)).astype(total.dtype)
+        if self.weight.dtype == np.float32:  # in place: no full-size temporaries
+            total = self.sums[0]
+            np.divide(total, self.weight, out=total, where=covered)
+            return total, covered
+        safe = np.where(covered, self.weight, 1).astype(self.weight.dtype)
+        total = None
+        for fold_sum in self.sums:   # nnU-Net: each fold divided, then folds summed, / n
+            fold = np.where(covered, (fold_sum / safe).astype(np.float16), 0).astype(np.float16)
+            total = fold if total is None else (total + fold).astype(np.float16)
+        total = (total / np.float16(len(self.sums))).astype(np.float16)
         return total.astype(np.float32), covered

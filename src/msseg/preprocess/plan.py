@@ -19,7 +19,7 @@ from msseg.image import SCT_RPI
 #: Output regions of region-based models: ``cord`` = cord ∪ lesion, ``lesion`` (sigmoid each).
 REGIONS = ("cord", "lesion")
 NORMALIZATIONS = ("zscore", "minmax", "nyul", "quantile")
-FRAMES = ("image", "centerline", "resize")
+FRAMES = ("image", "centerline", "resize", "straightened")
 
 
 @dataclass(frozen=True)

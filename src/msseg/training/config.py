@@ -48,6 +48,7 @@ class TrainConfig:
     normalization: str = "zscore"     # zscore (per image) | minmax | nyul | quantile (learnt)
     frame: str = "image"              # image | centerline (patches along the cord centerline)
     #                                   | resize (axial slices resized to the patch: brain)
+    #                                   | straightened (images straightened along the cord)
     augmentation: str = "nnunet"      # nnunet | cnn1 | cnn2 | none (msseg.training.augment)
     label_consensus: str = "none"     # none | union | majority | staple of records' raters
     extra: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +102,7 @@ class TrainConfig:
         choices = {"architecture": ("dynunet", "dilated_unet", "unet", "unetpp"),
                    "loss": ("dice_bce", "dice", "wbce"),
                    "normalization": ("zscore", "nyul", "quantile", "minmax"),
-                   "frame": ("image", "centerline", "resize"),
+                   "frame": ("image", "centerline", "resize", "straightened"),
                    "augmentation": ("nnunet", "cnn1", "cnn2", "none"),
                    "label_consensus": ("none", "union", "majority", "staple")}
         for key, allowed in choices.items():

@@ -21,6 +21,7 @@ import numpy as np
 
 from msseg import io
 from msseg.data.index import Record
+from msseg.errors import MssegError
 from msseg.preprocess import intensity
 from msseg.preprocess.orient import to_rpi
 from msseg.preprocess.pipeline import preprocess_image, tube_box, working_spacing
@@ -60,19 +61,23 @@ def learn_intensity(images: list[np.ndarray], method: str) -> dict:
     return {}
 
 
-def consensus_lesion(record: Record, method: str, spacing, shape, box=None) -> np.ndarray:
+def consensus_lesion(record: Record, method: str, spacing, shape, box=None,
+                     warp=None) -> np.ndarray:
     """The lesion label of a record: its lesion mask, or with ``method`` union / majority /
     staple and rater masks in ``record.raters``, their consensus (msseg.evaluation.raters)."""
     if method == "none" or not record.raters:
-        return _mask(record.lesion, spacing, shape, box)
+        return _mask(record.lesion, spacing, shape, box, warp)
     from msseg.evaluation import raters
 
-    return raters.consensus([_mask(path, spacing, shape, box) for path in record.raters],
+    return raters.consensus([_mask(path, spacing, shape, box, warp) for path in record.raters],
                             method)
 
 
 def load_case(record: Record, plan: Plan, consensus: str = "none") -> Case:
     image = io.load(record.image)
+    warp = None
+    if plan.frame == "straightened":   # straightened along the cord mask's centerline
+        image, warp = _straightened(image, record)
     box = None
     if plan.frame == "centerline":  # resample only around the cord (0.5 mm iso is large)
         cord_rpi = to_rpi(io.load(record.cord)).data > 0.5
@@ -80,8 +85,8 @@ def load_case(record: Record, plan: Plan, consensus: str = "none") -> Case:
             box = tube_box(np.argwhere(cord_rpi)[:, :2], to_rpi(image), plan)
     work = preprocess_image(image, plan, box)
     spacing = working_spacing(work, plan)  # the exact spacing the image was resampled to
-    cord = _mask(record.cord, spacing, work.shape, box)
-    lesion = consensus_lesion(record, consensus, spacing, work.shape, box)
+    cord = _mask(record.cord, spacing, work.shape, box, warp)
+    lesion = consensus_lesion(record, consensus, spacing, work.shape, box, warp)
     regions = np.stack([cord | lesion, lesion]).astype(np.uint8)
     data = work.data
     if plan.frame == "centerline":
@@ -90,10 +95,22 @@ def load_case(record: Record, plan: Plan, consensus: str = "none") -> Case:
     return Case(record.image, record.contrast, data, regions)
 
 
-def _mask(path: str | None, spacing, shape, box=None) -> np.ndarray:
+def _straightened(image, record: Record):
+    """The image straightened around its cord mask's centerline, and the same warp for its
+    masks (linear interpolation, then ≥ 0.5, as the axial-T2w paper did)."""
+    from msseg.preprocess import straighten as st
+
+    if record.cord is None:
+        raise MssegError(f"{record.image}: straightened training needs a cord mask")
+    geometry = st.geometry_for(image, st.centerline_of_mask(io.load(record.cord)))
+    return st.straighten_image(image, geometry, 1), lambda m: st.straighten_mask(m, geometry)
+
+
+def _mask(path: str | None, spacing, shape, box=None, warp=None) -> np.ndarray:
     if path is None:
         return np.zeros(shape, bool)
-    rpi = to_rpi(io.load(path))
+    mask = io.load(path)
+    rpi = to_rpi(warp(mask) if warp is not None else mask)
     rpi = rpi.with_data((rpi.data > 0.5).astype(np.uint8))
     if box is not None:
         rpi = rpi.crop(box)
