@@ -16,7 +16,8 @@ the per-image call, file reading and writing included), so each side's peak resi
 is its own: nnU-Net's ``nnUNetPredictor.predict_from_files_sequential`` (tile step 0.5,
 Gaussian, no mirroring, as SCT configures it; its default threads: min(8, cores) for torch) and
 msseg's segmenter (torch's default threads: the cores) (default: crop to the
-stage-1 centerline box on nnU-Net's window grid; ``exact``: ``--nnunet-exact``). Prints the
+stage-1 centerline tube on nnU-Net's window grid; ``onnx``: the same with ``--backend onnx``;
+``exact``: ``--nnunet-exact``). Prints the
 median seconds over ``--repeats`` runs, the ratios and the peak RSS.
 
 Run: .venv/bin/python benchmarks/nnunet_speed.py [--repeats 3] [--folds 0,1]
@@ -91,14 +92,15 @@ def run_nnunet(work: Path, folder: Path, image: Path, folds: tuple, out: Path) -
         """, env)
 
 
-def run_msseg(folder: Path, image: Path, folds: tuple, out: Path, exact: bool) -> dict:
+def run_msseg(folder: Path, image: Path, folds: tuple, out: Path, exact: bool,
+              backend: str = "torch") -> dict:
     return child(f"""
         import json, resource, time
         from pathlib import Path
         from msseg import io
         from msseg.inference.segment import SegmentOptions, make_segmenter
         from msseg.models.registry import open_model
-        options = SegmentOptions(crop={not exact}, postprocessing=False,
+        options = SegmentOptions(crop={not exact}, postprocessing=False, backend={backend!r},
                                  folds={",".join(map(str, folds))!r})
         segmenter = make_segmenter(open_model({str(folder)!r}), options)
         out = Path({str(out)!r}); out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--models", default="2d,3d")
     parser.add_argument("--scans", default=",".join(SCANS))
     parser.add_argument("--exact", action="store_true", help="also time --nnunet-exact")
+    parser.add_argument("--onnx", action="store_true", help="also time --backend onnx")
     args = parser.parse_args()
     folds = tuple(int(f) for f in args.folds.split(","))
     folders = build(args.data, args.work)
@@ -137,6 +140,9 @@ def main() -> None:
                                             out / "nnunet") for _ in range(args.repeats)],
                      "msseg": [run_msseg(folders[key], image, folds, out / "msseg", False)
                                for _ in range(args.repeats)]}
+            if args.onnx:
+                sides["msseg onnx"] = [run_msseg(folders[key], image, folds, out / "onnx",
+                                                 False, "onnx") for _ in range(args.repeats)]
             if args.exact:
                 sides["msseg exact"] = [run_msseg(folders[key], image, folds, out / "exact",
                                                   True) for _ in range(args.repeats)]
