@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
 
 from msseg import io
 from msseg.centerline.detect import (
@@ -26,7 +24,7 @@ from msseg.centerline.detect import (
 from msseg.errors import MssegError
 from msseg.image import Image
 from msseg.models.registry import ModelFolder, find_model
-from msseg.models.windows import predict_probabilities
+from msseg.models.windows import sigmoid
 from msseg.preprocess.orient import to_rpi
 from msseg.preprocess.pipeline import preprocess_image
 from msseg.preprocess.resample import resample_to_spacing
@@ -37,7 +35,8 @@ METHODS = ("cnn", "intensity")
 
 class CenterlineFinder:
     def __init__(self, method: str = "cnn", model: ModelFolder | None = None,
-                 device: str = "cpu", options: CenterlineOptions | None = None):
+                 device: str = "cpu", options: CenterlineOptions | None = None,
+                 backend: str = "auto", threads: int = 0):
         if method not in METHODS:
             raise MssegError(f"centerline method {method!r}: must be one of "
                              f"{', '.join(METHODS)}")
@@ -47,7 +46,7 @@ class CenterlineFinder:
         self.network = None
         if method == "cnn":
             self.model = model or find_model(CENTERLINE_TASK)
-            self.network = self.model.load_network(device)
+            self.network = self.model.network(backend, device, threads)
 
     def heatmap(self, image: Image) -> tuple[np.ndarray, Image]:
         """Cord probability per voxel on the RPI working grid, and that grid (slices left out
@@ -62,14 +61,16 @@ class CenterlineFinder:
         grid = preprocess_image(image, self.model.plan)
         ks = self.options.slices(grid.shape[2], grid.spacing[2])
         heat = np.zeros(grid.shape, np.float32)
-        # CNN1 is fully convolutional: one window per whole slice (padded to its total stride
-        # of 4) gives the same values as a sliding window without the overlap's repeated work
-        whole = tuple(int(np.ceil(n / 4) * 4) for n in grid.shape[:2])
-        plan = self.model.plan.replace(patch_size=whole)
-        with torch.inference_mode():
-            heat[:, :, ks] = predict_probabilities(self.network, grid.data[:, :, ks], plan,
-                                                   overlap=0.0, batch_size=4,
-                                                   device=self.device)[0]
+        # CNN1 is fully convolutional: one whole slice at a time (zero-padded, centred, to its
+        # total stride of 4) gives the values of a sliding window without the overlap's
+        # repeated work; one slice per call was the fastest here
+        nx, ny = grid.shape[:2]
+        px, py = (int(np.ceil(n / 4) * 4) for n in (nx, ny))
+        x0, y0 = (px - nx) // 2, (py - ny) // 2
+        batch = np.zeros((1, 1, px, py), np.float32)
+        for k in ks:
+            batch[0, 0, x0:x0 + nx, y0:y0 + ny] = grid.data[:, :, k]
+            heat[:, :, k] = sigmoid(self.network(batch)[0, 0, x0:x0 + nx, y0:y0 + ny].copy())
         return heat, grid
 
     def find(self, image: Image) -> Centerline:
@@ -77,8 +78,10 @@ class CenterlineFinder:
         return centerline_from_heatmap(heat, grid, self.options)
 
 
-def centerline_table(line: Centerline) -> pd.DataFrame:
+def centerline_table(line: Centerline):
     """One row per axial slice (RPI slice index, inferior first): world x, y, z in mm."""
+    import pandas as pd
+
     world = line.world()
     return pd.DataFrame({"slice": np.arange(len(world)), "x": world[:, 0], "y": world[:, 1],
                          "z": world[:, 2], "detected": line.detected})

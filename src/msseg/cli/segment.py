@@ -49,8 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cord-margin-mm", type=float, default=2.0,
                    help="lesions are kept within the cord dilated by this margin")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
-                   help="onnx: ONNX Runtime on CPU (needs the onnx extra)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"),
+                   help="auto: ONNX Runtime on the CPU for models that ship model.onnx (the "
+                   "bundled ones), else PyTorch")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default: the cores available to the process)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="windows per network call (default: 4; nnU-Net folders on CPU: 1)")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes")
@@ -109,6 +112,8 @@ def _options(args: argparse.Namespace, model):
     if not nnunet and (args.nnunet_exact or args.folds):
         flag = "--nnunet-exact" if args.nnunet_exact else "--folds"
         raise MssegError(f"{flag}: only for nnU-Net model folders (use --no-crop)")
+    if args.threads < 0:
+        raise MssegError(f"--threads {args.threads}: must be ≥ 0")
     if args.batch_size is not None and args.batch_size < 1:
         raise MssegError(f"--batch-size {args.batch_size}: must be ≥ 1")
     if nnunet:
@@ -117,6 +122,7 @@ def _options(args: argparse.Namespace, model):
     return SegmentOptions(
         threshold=args.threshold, crop=not (args.no_crop or args.nnunet_exact), tta=args.tta,
         device=args.device, backend=args.backend, folds=args.folds, straighten=args.straighten,
+        threads=args.threads,
         batch_size=args.batch_size, postprocessing=postprocessing,
         postprocess=PostprocessConfig(cord_margin_mm=args.cord_margin_mm,
                                       min_lesion_volume_mm3=args.min_lesion_volume_mm3))

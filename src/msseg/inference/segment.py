@@ -54,7 +54,8 @@ class SegmentOptions:
     crop: bool = True
     tta: bool = False
     device: str = "cpu"
-    backend: str = "torch"  # torch | onnx
+    backend: str = "auto"   # auto (ONNX Runtime on CPU when the model ships it) | onnx | torch
+    threads: int = 0        # intra-op threads (0: the cores available to the process)
     crop_margin_mm: float = 20.0
     centerline: str = "cnn"     # cnn | intensity: how stage 1 finds the cord
     centerline_step_mm: float = 5.0  # stage-1 heatmap on slices this far apart (0: all)
@@ -128,7 +129,8 @@ def _finder(options: SegmentOptions):
     from msseg.centerline.finder import CenterlineFinder
 
     return CenterlineFinder(options.centerline, device=options.device,
-                            options=CenterlineOptions(slice_step_mm=options.centerline_step_mm))
+                            options=CenterlineOptions(slice_step_mm=options.centerline_step_mm),
+                            backend=options.backend, threads=options.threads)
 
 
 def finish(image: Image, probabilities: dict[str, np.ndarray], masks: dict[str, np.ndarray],
@@ -166,39 +168,17 @@ class Segmenter:
                              "`msseg centerline` (segment tasks: msseg segment --list)")
         self.model, self.options = model, options
         self.plan = model.plan
-        self.network = model.load_network(options.device)
+        self.network = model.network(options.backend, options.device, options.threads)
         self.finder = None
         if self.plan.frame != "resize" and (options.crop or self.plan.frame == "centerline"):
             self.finder = _finder(options)
-        if options.backend == "onnx":
-            from msseg.inference.onnx_backend import OnnxNetwork
 
-            self.network = OnnxNetwork(self.network, self.plan.patch_size)
-        elif options.backend != "torch":
-            raise MssegError(f"--backend {options.backend!r}: must be torch or onnx")
+    def _predict(self, volume: np.ndarray, roi: np.ndarray | None = None) -> np.ndarray:
+        from msseg.models.windows import predict_regions
 
-    def _predict(self, volume: np.ndarray, overlap: float = 0.5) -> np.ndarray:
-        from msseg.models.windows import predict_probabilities
-
-        batch = self.options.batch_size or 4
-        prob = predict_probabilities(self.network, volume, self.plan, overlap=overlap,
-                                     batch_size=batch, device=self.options.device)
-        if self.options.tta:
-            flipped = predict_probabilities(self.network, volume[::-1].copy(), self.plan,
-                                            overlap=overlap, batch_size=batch,
-                                            device=self.options.device)
-            prob = (prob + flipped[:, ::-1]) / 2
-        return prob
-
-    def box(self, work: Image, world: np.ndarray) -> tuple[slice, ...]:
-        """In-plane box of the work grid around the centerline points (world mm)."""
-        ijk = (np.linalg.inv(work.affine) @ np.column_stack([world, np.ones(len(world))]).T)
-        margin_mm = self.options.crop_margin_mm + CORD_HALF_WIDTH_MM
-        margin = np.ceil(margin_mm / np.asarray(work.spacing[:2])).astype(int)
-        lo = np.floor(ijk[:2].min(1)).astype(int) - margin
-        hi = np.ceil(ijk[:2].max(1)).astype(int) + margin + 1
-        return (*(_aligned(lo[a], hi[a], self.plan.patch_size[a], work.shape[a])
-                  for a in range(2)), slice(None))
+        return predict_regions([self.network], volume, self.plan.patch_size, self.plan.dims,
+                               len(self.plan.regions), self.options.batch_size or 4, roi=roi,
+                               mirror_axes=(0,) if self.options.tta else ())
 
     def _tube_predict(self, work: Image, world: np.ndarray) -> np.ndarray:
         tube = Tube.around(centres_on_grid(world, work.affine, work.shape[2]),
@@ -206,24 +186,26 @@ class Segmenter:
         cut = tube.extract(work.data, float(work.data.min()))
         return tube.paste(self._predict(cut), work.shape, 0.0)
 
-    def _probabilities(self, work: Image, world: np.ndarray | None) -> tuple[np.ndarray, tuple]:
-        """Region probabilities on the work grid, and the crop box used (None: none)."""
-        import torch
+    def _probabilities(self, work: Image, world: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Region probabilities on the work grid, and the region predicted (None: all)."""
+        if self.plan.frame == "centerline":
+            if world is None:
+                return np.zeros((len(self.plan.regions), *work.shape), np.float32), None
+            return self._tube_predict(work, world), None
+        roi = None
+        if self.plan.frame == "resize":   # only slices holding brain (all-zero slices: none)
+            roi = np.broadcast_to((work.data != 0).any(axis=(0, 1)), work.shape)
+        elif world is not None and self.options.crop:
+            roi = cord_neighbourhood(work.shape, work.affine, world, self._margin_mm)
+        prob = self._predict(work.data, roi)
+        if roi is not None:
+            prob[:, ~roi] = 0
+        return prob, roi
 
-        box = None
-        with torch.inference_mode():
-            if self.plan.frame == "centerline":
-                prob = (self._tube_predict(work, world) if world is not None else
-                        np.zeros((len(self.plan.regions), *work.shape), np.float32))
-            elif world is None or not self.options.crop:
-                prob = self._predict(work.data)
-                if self.plan.frame == "resize":  # slices without brain (all zero) stay empty
-                    prob[..., ~(work.data != 0).any(axis=(0, 1))] = 0
-            else:
-                box = self.box(work, world)
-                prob = np.zeros((len(self.plan.regions), *work.shape), np.float32)
-                prob[(slice(None), *box)] = self._predict(work.data[box])
-        return prob, box
+    @property
+    def _margin_mm(self) -> float:
+        return self.options.crop_margin_mm + CORD_HALF_WIDTH_MM
 
     def segment(self, image: Image, name: str = "image") -> SegmentResult:
         start = time.perf_counter()
@@ -237,7 +219,7 @@ class Segmenter:
                 [world, np.ones(len(world))]).T)[:2].T
             keep = tube_box(points, rpi, self.plan)
         work = preprocess_image(image, self.plan, keep)
-        prob, box = self._probabilities(work, world)
+        prob, roi = self._probabilities(work, world)
         order = BACK_ORDER[self.plan.frame]
         threshold = 0.5 if self.options.threshold is None else self.options.threshold
         probabilities, masks = {}, {}
@@ -247,7 +229,28 @@ class Segmenter:
         config = self.options.postprocess if self.options.postprocessing is not False else None
         mask_images, prob_images, table = finish(image, probabilities, masks, config)
         return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
-                             box, line)
+                             None if roi is None else _bounding_box(roi), line)
+
+
+def cord_neighbourhood(shape: tuple[int, ...], affine: np.ndarray, world: np.ndarray,
+                       margin_mm: float, step_mm: float = 0.5) -> np.ndarray:
+    """The neighbourhood of the cord on a grid: around every point of the centerline (world
+    mm, densified to ``step_mm``), ± ``margin_mm`` along the two grid axes across the cord
+    and ± one step along the one closest to S–I — a tube, so a curved cord's box does not
+    grow with its curvature."""
+    world = _densified(world, step_mm)
+    inverse = np.linalg.inv(affine)
+    ijk = world @ inverse[:3, :3].T + inverse[:3, 3]
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    along = int(np.argmax(np.abs(affine[2, :3]) / spacing))
+    margin = np.ceil(margin_mm / spacing)
+    margin[along] = np.ceil(step_mm / spacing[along]) + 1
+    lo = np.clip(np.floor(ijk - margin), 0, shape).astype(int)
+    hi = np.clip(np.ceil(ijk + margin) + 1, 0, shape).astype(int)
+    mask = np.zeros(shape, bool)
+    for a, b in zip(lo, hi, strict=True):
+        mask[a[0]:b[0], a[1]:b[1], a[2]:b[2]] = True
+    return mask
 
 
 class NnunetSegmenter:
@@ -256,8 +259,9 @@ class NnunetSegmenter:
     def __init__(self, model, options: SegmentOptions = SegmentOptions()):
         from msseg.models.windows import WindowRunner
 
-        if options.backend not in ("torch", "onnx"):
-            raise MssegError(f"--backend {options.backend!r}: must be torch or onnx")
+        from msseg.models import backends
+
+        kind = backends.backend_for(options.backend, options.device, has_onnx=False)
         self.model, self.options = model, options
         self.plan = model.plan
         self.labels = model.label_map
@@ -265,32 +269,20 @@ class NnunetSegmenter:
         mirror = model.mirror_axes(folds[0]) if options.tta else ()
         batch = options.batch_size or (1 if options.device == "cpu" else 4)
         self.half = not options.crop   # --nnunet-exact: nnU-Net's float16 sums, as it does
-        networks = model.networks(folds, options.device)
-        if options.backend == "onnx":   # each fold exported once, run by ONNX Runtime
-            from msseg.inference.onnx_backend import OnnxNetwork
-
-            networks = [OnnxNetwork(n, self.plan.patch_size) for n in networks]
-        self.runner = WindowRunner(networks, self.plan.patch_size, batch, mirror,
-                                   options.device, half=self.half)
+        modules = model.networks(folds, options.device)
+        if kind == "onnx":   # each fold exported once, run by ONNX Runtime
+            networks = [backends.onnx_from_torch(m, (1, 1, *self.plan.patch_size),
+                                                 options.threads) for m in modules]
+        else:
+            networks = [backends.TorchNetwork(m, options.device, options.threads)
+                        for m in modules]
+        self.runner = WindowRunner(networks, self.plan.patch_size, batch, mirror, "nnunet",
+                                   half=self.half)
         self.finder = _finder(options) if options.crop else None
 
     def roi(self, grid, world: np.ndarray) -> np.ndarray:
-        """The neighbourhood of the cord on the network grid: around every point of the
-        centerline (world mm, densified to 0.5 mm), ± (cord half-width + crop margin) along
-        the two grid axes across the cord and ± one step along the one closest to S–I."""
-        world = _densified(world, 0.5)
-        inverse = np.linalg.inv(grid.affine)
-        ijk = world @ inverse[:3, :3].T + inverse[:3, 3]
-        spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
-        along = int(np.argmax(np.abs(grid.affine[2, :3]) / spacing))
-        margin = np.ceil((self.options.crop_margin_mm + CORD_HALF_WIDTH_MM) / spacing)
-        margin[along] = np.ceil(0.5 / spacing[along]) + 1
-        lo = np.clip(np.floor(ijk - margin), 0, grid.shape).astype(int)
-        hi = np.clip(np.ceil(ijk + margin) + 1, 0, grid.shape).astype(int)
-        mask = np.zeros(grid.shape, bool)
-        for a, b in zip(lo, hi, strict=True):
-            mask[a[0]:b[0], a[1]:b[1], a[2]:b[2]] = True
-        return mask
+        return cord_neighbourhood(grid.shape, grid.affine, world,
+                                  self.options.crop_margin_mm + CORD_HALF_WIDTH_MM)
 
     def segment(self, image: Image, name: str = "image") -> SegmentResult:
         from msseg.preprocess import nnunet as nn
@@ -300,7 +292,7 @@ class NnunetSegmenter:
         line = self.finder.find(image) if self.finder is not None else None
         prepared = nn.preprocess(image, self.plan)
         roi = self.roi(prepared.grid, line.world()) if line is not None and line.found else None
-        logits, _ = self.runner.predict(prepared.data, self.labels.heads, roi=roi)
+        logits, _ = self.runner.predict(prepared.data, self.labels.heads, roi)
         cropped = nn.logits_to_cropped(logits, prepared, self.plan, self.half)
         del logits
         probs = self.labels.probabilities(cropped)
@@ -370,17 +362,3 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
         return tuple(slice(0, 0) for _ in mask.shape)
     return tuple(slice(int(a), int(b) + 1) for a, b in zip(hits.min(0), hits.max(0),
                                                             strict=True))
-
-
-def _aligned(lo: int, hi: int, patch: int, size: int) -> slice:
-    """A crop [lo, hi) on the sliding-window grid of the whole image (overlap 0.5).
-
-    The start is a multiple of the window step and the length ``patch + k * step``, so the
-    windows inside the crop are exactly windows of the full-image pass: predictions inside
-    agree with ``--no-crop`` up to the faint Gaussian tails of windows that reach in from
-    outside the crop.
-    """
-    step = max(patch // 2, 1)
-    lo = max(int(lo) // step * step, 0)
-    length = patch + int(np.ceil(max(int(hi) - lo - patch, 0) / step)) * step
-    return slice(lo, min(lo + length, size))

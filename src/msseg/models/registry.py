@@ -49,7 +49,19 @@ class ModelFolder:
     def card(self) -> str:
         return (self.path / "model_card.md").read_text()
 
+    @property
+    def onnx_path(self) -> Path | None:
+        """``model.onnx`` (the same network, exported once when the model was packaged)."""
+        path = self.path / "model.onnx"
+        return path if path.is_file() else None
+
+    @property
+    def whole_slice(self) -> bool:
+        """A fully convolutional slice network run on whole slices (CNN1, the centerline)."""
+        return self.plan.architecture == "dilated_unet"
+
     def load_network(self, device: str = "cpu"):
+        """The torch module (training, ``--backend torch``, GPUs)."""
         import torch
 
         from msseg.models.networks import build_network
@@ -58,6 +70,19 @@ class ModelFolder:
         state = torch.load(self.path / "model.pt", map_location=device, weights_only=True)
         network.load_state_dict(state)
         return network.to(device).eval()
+
+    def network(self, backend: str = "auto", device: str = "cpu", threads: int = 0):
+        """A NumPy-in, NumPy-out network (:mod:`msseg.models.backends`)."""
+        from msseg.models import backends
+
+        kind = backends.backend_for(backend, device, self.onnx_path is not None)
+        if kind == "torch":
+            return backends.TorchNetwork(self.load_network(device), device, threads)
+        if self.onnx_path is not None:
+            return backends.OnnxNetwork(self.onnx_path, threads)
+        return backends.onnx_from_torch(self.load_network("cpu"),
+                                        (1, 1, *self.plan.patch_size), threads,
+                                        self.whole_slice)
 
 
 Model = ModelFolder | NnunetFolder
@@ -166,7 +191,8 @@ def _copy_model(model: Model, tmp: Path) -> None:
         card = describe(NnunetFolder(inner)).replace(f"- source: {inner}", f"- source: {source}")
         (tmp / "model_card.md").write_text(card + f"\nImported into msseg on {stamp}.\n")
         return
-    for name in FILES:
-        shutil.copy2(model.path / name, tmp / name)
+    for name in (*FILES, "model.onnx"):
+        if (model.path / name).is_file():
+            shutil.copy2(model.path / name, tmp / name)
     (tmp / "model_card.md").write_text(model.card.rstrip() + f"\n\nImported into msseg on "
                                        f"{stamp} from {source}.\n")

@@ -1,55 +1,43 @@
-"""Sliding-window prediction of a network over a preprocessed volume."""
+"""Sliding-window prediction on NumPy arrays, with two window placements and a region of interest.
+
+One runner for every model: msseg's own (the placement and Gaussian of MONAI's
+``sliding_window_inference``, with which they were validated) and nnU-Net folders (nnU-Net's):
+
+* ``monai``: windows every ``int(patch · (1 − overlap))`` voxels, the last one moved back to end
+  at the border; Gaussian weights exp(−x² / 2σ²) with x measured from the window's centre
+  (patch − 1) / 2 and σ = patch / 8, clamped below at max(min, 1e-3).
+* ``nnunet``: n = ceil((size − patch) / (patch · step)) + 1 windows spread evenly (a 382-voxel
+  axis with a 320 patch gets windows at 0 and 62); weights a unit impulse at patch // 2 blurred
+  by σ = patch / 8 (zero beyond 4σ, then the smallest positive value), as nnU-Net stores them in
+  float16 (the ratio is all that matters).
+
+Images smaller than the patch are padded with zeros, centred, window by window. Axes in front
+of the patch's (2D models on a volume) are taken one index at a time. The networks are plain
+callables (B, C, *patch) -> (B, heads, *patch) float32 NumPy arrays — ONNX Runtime sessions or
+wrapped torch modules (:mod:`msseg.models.backends`) — several of them are a fold ensemble
+(logits averaged), and test-time mirroring averages flipped copies. With a region of interest
+(a boolean mask), only the windows that touch it are run: every voxel of the region receives
+exactly the windows of the whole-image pass, so its value does not change.
+"""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
-from monai.inferers import sliding_window_inference
 
-from msseg.preprocess.plan import Plan
-
-
-@torch.no_grad()
-def predict_probabilities(model: torch.nn.Module, image: np.ndarray, plan: Plan,
-                          overlap: float = 0.5, batch_size: int = 4,
-                          device: str | torch.device = "cpu") -> np.ndarray:
-    """Sigmoid probabilities (channels, X, Y, Z) for a preprocessed RPI volume (X, Y, Z).
-
-    2D models see the axial slices as a batch; 3D models the whole volume. Windows of the
-    plan's patch size overlap by ``overlap`` and are blended with Gaussian weights.
-    """
-    model.eval()
-    volume = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
-    roi = tuple(plan.patch_size)  # MONAI pads images smaller than the window
-    if plan.dims == 2:
-        inputs = volume.permute(2, 0, 1)[:, None]            # (Z, 1, X, Y)
-        chunks = [sliding_window_inference(inputs[i:i + 16], roi, batch_size, model,
-                                           overlap=overlap, mode="gaussian")
-                  for i in range(0, inputs.shape[0], 16)]
-        logits = torch.cat(chunks).permute(1, 2, 3, 0)        # (C, X, Y, Z)
-    else:
-        logits = sliding_window_inference(volume[None, None], roi, batch_size, model,
-                                          overlap=overlap, mode="gaussian")[0]
-    return torch.sigmoid(logits).cpu().numpy()
+RULES = ("monai", "nnunet")
+Network = Callable[[np.ndarray], np.ndarray]
 
 
-
-# --- nnU-Net's sliding window, with a region of interest --------------------------------------
-#
-# nnU-Net v2 (``nnUNetPredictor``) spreads its windows evenly over each axis: with n =
-# ceil((size − patch) / (patch · step)) + 1 windows, the k-th starts at round(k · (size − patch)
-# / (n − 1)) — a 382-voxel axis with a 320 patch gets windows at 0 and 62. Each window's output
-# is weighted by a Gaussian (σ = patch / 8, centred at patch // 2) and the weighted sum divided
-# by the summed weights; images smaller than the patch are padded with zeros, centred. The
-# functions below do the same in float32 (nnU-Net accumulates in float16), optionally only for
-# the windows that touch a region of interest: every voxel of that region receives exactly the
-# windows of the whole-image pass, so its value is unchanged by skipping the others.
-
-
-def window_starts(size: int, patch: int, step: float = 0.5) -> list[int]:
-    """nnU-Net's window starts along one axis of ``size`` voxels (``size >= patch``)."""
+def window_starts(size: int, patch: int, step: float = 0.5, rule: str = "nnunet") -> list[int]:
+    """Window starts along one axis of ``size`` voxels (``size >= patch``)."""
+    if rule == "monai":
+        interval = patch if patch == size else max(int(patch * (1 - step)), 1)
+        n = next((d for d in range(int(np.ceil(size / interval)))
+                  if d * interval + patch >= size), 0) + 1
+        return [i * interval - max(i * interval + patch - size, 0) for i in range(n)]
     n = int(np.ceil((size - patch) / (patch * step))) + 1
     if n == 1:
         return [0]
@@ -57,20 +45,21 @@ def window_starts(size: int, patch: int, step: float = 0.5) -> list[int]:
     return [int(np.round(spacing * k)) for k in range(n)]
 
 
-def gaussian_weights(patch: tuple[int, ...], sigma_scale: float = 1 / 8,
-                     half: bool = False) -> np.ndarray:
-    """nnU-Net's importance map: a unit impulse at ``patch // 2`` blurred by σ = patch · 1/8
-    (zero outside), scaled to a maximum of 1, zeros replaced by the smallest positive value.
-
-    ``half``: the weights nnU-Net actually uses — scaled to a maximum of 10 and rounded to
-    float16 (the far corners of a 3D window underflow to float16's smallest value). The
-    weights only matter relative to one another, so either scale blends the same."""
+def gaussian_weights(patch: tuple[int, ...], rule: str = "nnunet", half: bool = True
+                     ) -> np.ndarray:
+    """The importance map of a window (float32; see the module docstring). ``half`` (nnU-Net
+    only): rounded to float16 after scaling to a maximum of 10, as nnU-Net keeps it."""
+    if rule == "monai":
+        weights = np.ones((), np.float32)
+        for n in patch:
+            x = np.arange(n, dtype=np.float32) - (n - 1) / 2
+            weights = weights[..., None] * np.exp(x ** 2 / (-2 * (0.125 * n) ** 2))
+        return np.maximum(weights, max(float(weights.min()), 1e-3)).astype(np.float32)
     from scipy.ndimage import gaussian_filter
 
     impulse = np.zeros(patch)
     impulse[tuple(p // 2 for p in patch)] = 1
-    weights = gaussian_filter(impulse, [p * sigma_scale for p in patch], 0, mode="constant",
-                              cval=0)
+    weights = gaussian_filter(impulse, [p / 8 for p in patch], 0, mode="constant", cval=0)
     weights /= weights.max() / (10 if half else 1)
     if half:
         weights = weights.astype(np.float16)
@@ -89,62 +78,59 @@ def pad_box(shape: tuple[int, ...], patch: tuple[int, ...]) -> tuple[tuple[int, 
 
 
 def windows(shape: tuple[int, ...], patch: tuple[int, ...], step: float = 0.5,
-            roi: tuple[slice, ...] | None = None) -> list[tuple[slice, ...]]:
+            box: tuple[slice, ...] | None = None, rule: str = "nnunet"
+            ) -> list[tuple[slice, ...]]:
     """Windows over ``shape`` (leading axes not covered by the patch are taken one index at a
-    time, as nnU-Net's 2D configurations take slices), keeping those that touch ``roi``."""
+    time, as 2D models take slices), keeping those that touch ``box``."""
     lead = len(shape) - len(patch)
-    roi = roi or tuple(slice(0, n) for n in shape)
+    box = box or tuple(slice(0, n) for n in shape)
     per_axis = []
     for axis, n in enumerate(shape):
-        r = roi[axis]
+        r = box[axis]
         if axis < lead:
             per_axis.append([slice(k, k + 1) for k in range(r.start, r.stop)])
             continue
         p = patch[axis - lead]
-        per_axis.append([slice(s, s + p) for s in window_starts(n, p, step)
+        per_axis.append([slice(s, s + p) for s in window_starts(n, p, step, rule)
                          if s < r.stop and s + p > r.start])
     return [tuple(combo) for combo in itertools.product(*per_axis)]
 
 
 class WindowRunner:
-    """Runs networks (fold ensemble: logits averaged) over windows in batches, optionally
-    averaging mirrored copies (nnU-Net's test-time mirroring over ``mirror_axes``).
+    """Runs networks (a fold ensemble: logits averaged) over windows in batches, optionally
+    averaging mirrored copies over ``mirror_axes`` (all their combinations, as nnU-Net does).
 
     ``half``: accumulate as nnU-Net does — each fold's weighted window outputs summed, and
     divided by the summed weights, in float16, then the folds averaged in float16 — so that
-    ``--nnunet-exact`` reproduces nnU-Net's numbers rather than more precise float32 ones
-    (3D windows' far corners carry weights near float16's smallest value, where nnU-Net's sums
-    lose several percent)."""
+    ``--nnunet-exact`` reproduces nnU-Net's numbers rather than more precise float32 ones."""
 
-    def __init__(self, networks: list[torch.nn.Module], patch: tuple[int, ...],
-                 batch_size: int = 4, mirror_axes: tuple[int, ...] = (),
-                 device: str | torch.device = "cpu", half: bool = False):
-        self.networks, self.patch = networks, tuple(patch)
-        self.batch_size, self.device = max(1, batch_size), torch.device(device)
+    def __init__(self, networks: Sequence[Network], patch: tuple[int, ...],
+                 batch_size: int = 4, mirror_axes: tuple[int, ...] = (), rule: str = "nnunet",
+                 half: bool = False, step: float = 0.5):
+        if rule not in RULES:
+            raise ValueError(f"window rule {rule!r}: one of {', '.join(RULES)}")
+        self.networks, self.patch = list(networks), tuple(patch)
+        self.batch_size, self.rule, self.half, self.step = max(1, batch_size), rule, half, step
         self.mirrors = [c for i in range(len(mirror_axes))
                         for c in itertools.combinations(mirror_axes, i + 1)]
-        self.half = half
 
-    @torch.inference_mode()
     def forward(self, batch: np.ndarray) -> list[np.ndarray]:
         """(B, C, *patch) -> per fold (B, heads, *patch) logits, averaged over mirrors."""
-        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+        batch = np.ascontiguousarray(batch, np.float32)
         folds = []
         for net in self.networks:
-            out = net(x)
+            out = np.asarray(net(batch), np.float32)
             for axes in self.mirrors:
-                dims = [a + 2 for a in axes]
-                out = out + torch.flip(net(torch.flip(x, dims)), dims)
-            folds.append((out / (len(self.mirrors) + 1)).float().cpu().numpy())
+                dims = tuple(a + 2 for a in axes)
+                out = out + np.flip(net(np.ascontiguousarray(np.flip(batch, dims))), dims)
+            folds.append(out / (len(self.mirrors) + 1) if self.mirrors else out)
         return folds
 
-    def predict(self, data: np.ndarray, heads: int, step: float = 0.5,
+    def predict(self, data: np.ndarray, heads: int,
                 roi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Blended logits (heads, *spatial) of ``data`` (C, *spatial), and the mask of voxels
         some window covered (the others are 0). With ``roi`` (a boolean mask of the spatial
-        grid) only the windows touching it are run: every voxel of the roi still receives all
-        the windows of the whole-image pass. Images smaller than the patch are padded (zeros,
-        centred) window by window, never as a whole."""
+        grid) only the windows touching it are run."""
         spatial = data.shape[1:]
         pads = pad_box(spatial, self.patch)
         padded_shape = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True))
@@ -155,11 +141,12 @@ class WindowRunner:
                 return (np.zeros((heads, *spatial), np.float32), np.zeros(spatial, bool))
             box = tuple(slice(int(a) + lo, int(b) + 1 + lo) for a, b, (lo, _) in
                         zip(hits.min(0), hits.max(0), pads, strict=True))
-        boxes = [_clip(b, pads, spatial) for b in windows(padded_shape, self.patch, step, box)]
+        boxes = [_clip(b, pads, spatial)
+                 for b in windows(padded_shape, self.patch, self.step, box, self.rule)]
         if roi is not None:
             boxes = [(src, dst) for src, dst in boxes if roi[src].any()]
         blend = _Blend(heads, spatial, self.patch, len(self.networks) if self.half else 1,
-                       self.half)
+                       self.half, gaussian_weights(self.patch, self.rule))
         lead = len(spatial) - len(self.patch)
         for i in range(0, len(boxes), self.batch_size):
             chunk = boxes[i:i + self.batch_size]
@@ -169,7 +156,7 @@ class WindowRunner:
                 inputs[(j, slice(None), *dst)] = data[(slice(None), *src)]
             folds = self.forward(inputs.reshape(len(chunk), data.shape[0], *self.patch))
             if not self.half:
-                folds = [sum(folds) / len(folds)]
+                folds = [sum(folds) / len(folds)] if len(folds) > 1 else folds
             for j, (src, dst) in enumerate(chunk):
                 blend.add(src, dst, [f[j] for f in folds])
         return blend.result()
@@ -190,12 +177,12 @@ class _Blend:
     """Gaussian-weighted sums of window outputs, one accumulator per fold."""
 
     def __init__(self, heads: int, shape: tuple[int, ...], patch: tuple[int, ...],
-                 folds: int, half: bool):
+                 folds: int, half: bool, gauss: np.ndarray):
         dtype = np.float16 if half else np.float32
         self.sums = [np.zeros((heads, *shape), dtype) for _ in range(folds)]
         self.weight = np.zeros(shape, dtype)
         self.lead = len(shape) - len(patch)
-        self.gauss = gaussian_weights(patch, half=True).reshape(*([1] * self.lead), *patch)
+        self.gauss = gauss.reshape(*([1] * self.lead), *patch)
         self.heads = heads
 
     def add(self, src: tuple[slice, ...], dst: tuple[slice, ...],
@@ -228,3 +215,29 @@ class _Blend:
             total = fold if total is None else (total + fold).astype(np.float16)
         total = (total / np.float16(len(self.sums))).astype(np.float16)
         return total.astype(np.float32), covered
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^−x) in place on float32 logits (no overflow warning for large |x|)."""
+    with np.errstate(over="ignore"):
+        np.negative(logits, out=logits)
+        np.exp(logits, out=logits)
+    logits += 1
+    return np.reciprocal(logits, out=logits)
+
+
+def predict_regions(networks: Sequence[Network], volume: np.ndarray, patch: tuple[int, ...],
+                    dims: int, heads: int, batch_size: int = 4, overlap: float = 0.5,
+                    roi: np.ndarray | None = None, mirror_axes: tuple[int, ...] = ()
+                    ) -> np.ndarray:
+    """msseg models: sigmoid probabilities (heads, X, Y, Z) of a preprocessed RPI volume
+    (X, Y, Z), MONAI's window placement and Gaussian blending. 2D models run on the axial
+    slices (axis 2) one at a time; ``roi`` (X, Y, Z) restricts the windows run."""
+    runner = WindowRunner(networks, patch, batch_size, mirror_axes, "monai", step=overlap)
+    if dims == 2:   # slices first, as the runner takes leading axes one index at a time
+        data = np.moveaxis(volume, 2, 0)[None]
+        logits, _ = runner.predict(data, heads, None if roi is None else np.moveaxis(roi, 2, 0))
+        logits = np.moveaxis(logits, 1, 3)
+    else:
+        logits, _ = runner.predict(volume[None], heads, roi)
+    return sigmoid(np.ascontiguousarray(logits))

@@ -22,7 +22,8 @@ from msseg.data.index import Record, load_index
 from msseg.errors import MssegError
 from msseg.evaluation.voxel import dice
 from msseg.models.networks import build_network
-from msseg.models.windows import predict_probabilities
+from msseg.models.backends import TorchNetwork
+from msseg.models.windows import predict_regions
 from msseg.preprocess.orient import to_rpi
 from msseg.training.augment import augment_batch, build_augmentation
 from msseg.training.config import TrainConfig
@@ -150,7 +151,8 @@ def validate(model: torch.nn.Module, cases: list[Case], plan_: Plan, device) -> 
         return float("nan"), float("nan")
     scores = {"cord": [], "lesion": []}
     for case in cases:
-        pred = predict_probabilities(model, case.image, plan_, device=device) > 0.5
+        pred = predict_regions([TorchNetwork(model, str(device))], case.image, plan_.patch_size,
+                               plan_.dims, len(plan_.regions)) > 0.5
         for out, region in enumerate(plan_.regions):
             ref = case.regions[REGION_CHANNEL[region]] > 0
             if region == "cord" or ref.any():  # lesion-free cases would score 1 for nothing

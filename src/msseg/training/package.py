@@ -1,4 +1,4 @@
-"""Package a training checkpoint as a model folder (weights only, with its plan and card)."""
+"""Package a training checkpoint as a model folder: weights, plan, card and the ONNX export."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from msseg.errors import MssegError
+from msseg.models.backends import OnnxNetwork, export_onnx
 from msseg.models.registry import ModelFolder, open_model
 from msseg.training.config import TrainConfig
 
@@ -26,7 +28,24 @@ def package_checkpoint(checkpoint: str | Path, out: str | Path, card: str) -> Mo
     weights = {k: v.float() for k, v in state["model"].items()}
     torch.save(weights, tmp / "model.pt")
     (tmp / "model_card.md").write_text(card)
+    write_onnx(ModelFolder(tmp))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
     return open_model(out)
+
+
+def write_onnx(model: ModelFolder, tolerance: float = 1e-3) -> float:
+    """Export the model's network to ``model.onnx`` (what msseg runs on the CPU) and check
+    that ONNX Runtime and PyTorch agree on a random input; returns the largest difference."""
+    network = model.load_network("cpu")
+    shape = (2, 1, *model.plan.patch_size)
+    path = export_onnx(network, model.path / "model.onnx", shape, model.whole_slice)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = network(x).numpy()
+    difference = float(abs(OnnxNetwork(path, 1)(x.numpy()) - expected).max())
+    if difference > tolerance * max(1.0, float(abs(expected).max())):
+        path.unlink()
+        raise MssegError(f"{model.path}: ONNX export differs from PyTorch by {difference:.2e}")
+    return difference
