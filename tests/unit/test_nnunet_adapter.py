@@ -55,7 +55,7 @@ def test_windows_touching_a_region_of_interest():
     # 2D configuration: slices (axis 0) one at a time; in-plane windows at 0 and 62
     all_windows = windows((3, 382, 320), (320, 320))
     assert len(all_windows) == 3 * 2
-    near_start = windows((3, 382, 320), (320, 320), roi=(slice(1, 2), slice(0, 50),
+    near_start = windows((3, 382, 320), (320, 320), box=(slice(1, 2), slice(0, 50),
                                                           slice(0, 320)))
     assert near_start == [(slice(1, 2), slice(0, 320), slice(0, 320))]
 

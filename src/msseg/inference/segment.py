@@ -257,9 +257,8 @@ class NnunetSegmenter:
     """nnU-Net v2 results folders (:class:`~msseg.models.nnunet.NnunetFolder`)."""
 
     def __init__(self, model, options: SegmentOptions = SegmentOptions()):
-        from msseg.models.windows import WindowRunner
-
         from msseg.models import backends
+        from msseg.models.windows import WindowRunner
 
         kind = backends.backend_for(options.backend, options.device, has_onnx=False)
         self.model, self.options = model, options

@@ -21,8 +21,8 @@ from msseg import io
 from msseg.data.index import Record, load_index
 from msseg.errors import MssegError
 from msseg.evaluation.voxel import dice
-from msseg.models.networks import build_network
 from msseg.models.backends import TorchNetwork
+from msseg.models.networks import build_network
 from msseg.models.windows import predict_regions
 from msseg.preprocess.orient import to_rpi
 from msseg.training.augment import augment_batch, build_augmentation
