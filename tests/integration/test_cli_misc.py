@@ -79,3 +79,33 @@ def test_the_dispatcher_imports_no_heavy_library():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _modules_after(argv: list[str]) -> list[str]:
+    """Heavy libraries in ``sys.modules`` after ``msseg ARGV`` ran in a fresh interpreter."""
+    code = ("import sys; from msseg.cli.main import main; rc = main(sys.argv[1:]); "
+            "assert rc == 0, rc; print(sorted(k for k in ('torch', 'monai', 'matplotlib') "
+            "if k in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_evaluate_and_onnx_segment_never_import_torch(tmp_path):
+    """`evaluate` needs no deep learning library; `segment` with a bundled model runs in ONNX
+    Runtime (the CPU default), so neither imports torch, MONAI or matplotlib."""
+    import nibabel as nib
+    import numpy as np
+
+    from msseg import io
+    from msseg.synth import make_phantom
+
+    ref = np.zeros((12, 12, 12), np.uint8)
+    ref[3:8, 3:8, 3:8] = 1
+    for name, mask in (("ref", ref), ("pred", np.roll(ref, 1, 0))):
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / f"{name}.nii.gz")
+    assert _modules_after(["evaluate", "-p", str(tmp_path / "pred.nii.gz"), "-r",
+                           str(tmp_path / "ref.nii.gz"), "-o", str(tmp_path / "m.csv")]) == "[]"
+    io.save(make_phantom(0, shape=(96, 96, 6)).image, tmp_path / "t2.nii.gz")
+    assert _modules_after(["segment", "lesion_ms_axial_t2", "-i", str(tmp_path / "t2.nii.gz"),
+                           "-o", str(tmp_path / "seg")]) == "[]"

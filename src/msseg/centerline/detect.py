@@ -74,8 +74,18 @@ def centerline_from_heatmap(heat: np.ndarray, grid: Image,
                             options: CenterlineOptions = CenterlineOptions()) -> Centerline:
     """The optimal smooth centerline of an RPI heatmap on ``grid`` (its affine and spacing)."""
     spacing = np.asarray(grid.spacing, dtype=float)
-    nz = heat.shape[2]
-    cands = [slice_candidates(heat[:, :, k], tuple(spacing[:2]), options) for k in range(nz)]
+    cands = [slice_candidates(heat[:, :, k], tuple(spacing[:2]), options)
+             for k in range(heat.shape[2])]
+    return centerline_from_candidates(cands, grid.affine, options)
+
+
+def centerline_from_candidates(cands: list[tuple[np.ndarray, np.ndarray]], affine: np.ndarray,
+                               options: CenterlineOptions = CenterlineOptions()) -> Centerline:
+    """The optimal smooth centerline through per-slice candidates (:func:`slice_candidates`
+    of every axial slice of the RPI grid with this ``affine``; empty for slices without a
+    heatmap)."""
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    nz = len(cands)
     positions = [c[0] * spacing[:2] for c in cands]
     choice = optimal_path(positions, [c[1] for c in cands], np.arange(nz) * spacing[2],
                           options.cost)
@@ -88,7 +98,7 @@ def centerline_from_heatmap(heat: np.ndarray, grid: Image,
         sigma = options.smoothing_mm / spacing[2]
         if sigma > 0:
             voxels = ndimage.gaussian_filter1d(voxels, sigma, axis=0, mode="nearest")
-    return Centerline(voxels, chosen, grid.affine.copy())
+    return Centerline(voxels, chosen, np.array(affine, dtype=float))
 
 
 def _fill(points: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -17,16 +17,18 @@ from msseg import io
 from msseg.centerline.detect import (
     Centerline,
     CenterlineOptions,
+    centerline_from_candidates,
     centerline_from_heatmap,
     centerline_mask,
     intensity_heatmap,
+    slice_candidates,
 )
 from msseg.errors import MssegError
 from msseg.image import Image
 from msseg.models.registry import ModelFolder, find_model
 from msseg.models.windows import sigmoid
 from msseg.preprocess.orient import to_rpi
-from msseg.preprocess.pipeline import preprocess_image
+from msseg.preprocess.pipeline import preprocess_image, preprocess_slices, working_spacing
 from msseg.preprocess.resample import resample_to_spacing
 
 CENTERLINE_TASK = "centerline"   # the bundled CNN1 model
@@ -61,21 +63,39 @@ class CenterlineFinder:
         grid = preprocess_image(image, self.model.plan)
         ks = self.options.slices(grid.shape[2], grid.spacing[2])
         heat = np.zeros(grid.shape, np.float32)
-        # CNN1 is fully convolutional: one whole slice at a time (zero-padded, centred, to its
-        # total stride of 4) gives the values of a sliding window without the overlap's
-        # repeated work; one slice per call was the fastest here
-        nx, ny = grid.shape[:2]
+        for j, slice_heat in enumerate(self._slice_heat(grid.data[:, :, ks])):
+            heat[:, :, ks[j]] = slice_heat
+        return heat, grid
+
+    def _slice_heat(self, slices: np.ndarray):
+        """CNN1's probabilities of each preprocessed axial slice of ``slices`` (X, Y, n).
+        CNN1 is fully convolutional: one whole slice at a time (zero-padded, centred, to its
+        total stride of 4) gives the values of a sliding window without the overlap's
+        repeated work; one slice per call was the fastest here."""
+        nx, ny = slices.shape[:2]
         px, py = (int(np.ceil(n / 4) * 4) for n in (nx, ny))
         x0, y0 = (px - nx) // 2, (py - ny) // 2
         batch = np.zeros((1, 1, px, py), np.float32)
-        for k in ks:
-            batch[0, 0, x0:x0 + nx, y0:y0 + ny] = grid.data[:, :, k]
-            heat[:, :, k] = sigmoid(self.network(batch)[0, 0, x0:x0 + nx, y0:y0 + ny].copy())
-        return heat, grid
+        for j in range(slices.shape[2]):
+            batch[0, 0, x0:x0 + nx, y0:y0 + ny] = slices[:, :, j]
+            yield sigmoid(self.network(batch)[0, 0, x0:x0 + nx, y0:y0 + ny].copy())
 
     def find(self, image: Image) -> Centerline:
-        heat, grid = self.heatmap(image)
-        return centerline_from_heatmap(heat, grid, self.options)
+        if self.method == "intensity":
+            heat, grid = self.heatmap(image)
+            return centerline_from_heatmap(heat, grid, self.options)
+        # only the slices that get a heatmap are preprocessed, and no heatmap volume is kept
+        # (a whole-spine scan's would be ~0.6 GB)
+        plan = self.model.plan
+        rpi = to_rpi(image, copy=False)
+        ks = self.options.slices(rpi.shape[2], working_spacing(rpi, plan)[2])
+        shape, affine, slices = preprocess_slices(image, plan, ks)
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        empty = (np.zeros((0, 2)), np.zeros(0))
+        cands = [empty] * shape[2]
+        for k, slice_heat in zip(ks, self._slice_heat(slices), strict=True):
+            cands[k] = slice_candidates(slice_heat, tuple(spacing[:2]), self.options)
+        return centerline_from_candidates(cands, affine, self.options)
 
 
 def centerline_table(line: Centerline):

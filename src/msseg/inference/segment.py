@@ -8,8 +8,9 @@ dilated cord, small components removed, largest cord component) -> lesion table.
 
 * msseg models (:class:`Segmenter`): reorient to RPI -> resample (in-plane only for 2D models,
   0.5 mm isotropic for the two-stage 3D models, slices resized for the brain model) ->
-  normalise as trained -> either a box around the centerline (its extent +
-  ``crop_margin_mm`` + the cord's half-width, aligned on the whole image's window grid) or,
+  normalise as trained -> either only the whole-image windows that touch the neighbourhood
+  of the centerline (``crop_margin_mm`` + the cord's half-width around it; inside it the
+  values are those of the whole-image pass, outside it 0) or,
   for models trained along the centerline (``plan.frame == "centerline"``), the tube of windows
   that follows it -> sliding windows with Gaussian blending (``tta``: a left-right mirrored
   pass too) -> probabilities back to the input's grid -> ``p >= threshold``.
@@ -56,7 +57,7 @@ class SegmentOptions:
     device: str = "cpu"
     backend: str = "auto"   # auto (ONNX Runtime on CPU when the model ships it) | onnx | torch
     threads: int = 0        # intra-op threads (0: the cores available to the process)
-    crop_margin_mm: float = 20.0
+    crop_margin_mm: float = 5.0   # + CORD_HALF_WIDTH_MM: inside it, values as --no-crop
     centerline: str = "cnn"     # cnn | intensity: how stage 1 finds the cord
     centerline_step_mm: float = 5.0  # stage-1 heatmap on slices this far apart (0: all)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
@@ -136,25 +137,82 @@ def _finder(options: SegmentOptions):
 def finish(image: Image, probabilities: dict[str, np.ndarray], masks: dict[str, np.ndarray],
            config: PostprocessConfig | None) -> tuple[dict, dict, pd.DataFrame]:
     """Post-process the cord and lesion masks (other labels stay as predicted), wrap every
-    map on the input's grid and header, and measure the lesions."""
+    map on the input's grid and header, and measure the lesions. Post-processing and the
+    lesion table work inside the bounding box of the masks (the same result: every mask
+    voxel is in it), so their cost follows the cord, not the field of view."""
     masks = dict(masks)
+    box = _union_box(masks)
     if config is not None and ("cord" in masks or "lesion" in masks):
         if "cord" not in masks:  # nothing to restrict lesions to
             config = replace(config, restrict_lesions_to_cord=False,
                              largest_cord_component=False)
-        empty = np.zeros(image.shape, bool)
-        cord, lesion = postprocess(masks.get("cord", empty), masks.get("lesion", empty),
+        empty = np.zeros(tuple(b.stop - b.start for b in box), bool)
+        cord, lesion = postprocess(masks["cord"][box] if "cord" in masks else empty,
+                                   masks["lesion"][box] if "lesion" in masks else empty,
                                    image.spacing, config)
         for name, mask in (("cord", cord), ("lesion", lesion)):
             if name in masks:
-                masks[name] = mask
-    mask_images = {n: image.with_data(m.astype(np.uint8)) for n, m in masks.items()}
-    prob_images = {n: image.with_data(np.clip(p, 0, 1).astype(np.float32, copy=False))
-                   for n, p in probabilities.items()}
-    table = lesion_table(mask_images["lesion"], prob_images.get("lesion"),
-                         mask_images.get("cord")) if "lesion" in mask_images else (
-        lesion_table(image.with_data(np.zeros(image.shape, np.uint8))))
-    return mask_images, prob_images, table
+                masks[name] = np.zeros(image.shape, bool)
+                masks[name][box] = mask
+    mask_images = {n: image.with_data(_uint8_in(m, box)) for n, m in masks.items()}
+    prob_images = {n: image.with_data(_unit_float32(p)) for n, p in probabilities.items()}
+    if "lesion" not in mask_images:
+        return mask_images, prob_images, lesion_table(image.with_data(
+            np.zeros((1, 1, 1), np.uint8)))
+    return mask_images, prob_images, _lesion_table_in(box, image, mask_images,
+                                                      prob_images.get("lesion"))
+
+
+def threshold_mask(p: np.ndarray, threshold: float) -> np.ndarray:
+    """``p >= threshold``, written only inside the bounding box of ``p > 0`` when the
+    threshold is positive (the rest stays untouched zero memory)."""
+    if threshold <= 0:
+        return p >= threshold
+    mask = np.zeros(p.shape, bool)
+    box = _bounding_box(p)
+    mask[box] = p[box] >= threshold
+    return mask
+
+
+def _uint8_in(mask: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """A 0/1 uint8 copy of a mask whose voxels all lie in ``box``."""
+    out = np.zeros(mask.shape, np.uint8)
+    out[box] = mask[box]
+    return out
+
+
+def _union_box(masks: dict[str, np.ndarray]) -> tuple[slice, ...]:
+    """Bounding box of every voxel of any mask (one voxel at the origin if all are empty)."""
+    box = None
+    for mask in masks.values():
+        b = _bounding_box(mask)
+        if b[0].stop > b[0].start:
+            box = b if box is None else tuple(slice(min(x.start, y.start), max(x.stop, y.stop))
+                                              for x, y in zip(box, b, strict=True))
+    return box or (slice(0, 1),) * 3
+
+
+def _unit_float32(p: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1]; already such arrays are passed as they are (no full-size pass that
+    would touch the untouched zero pages of a mostly empty map)."""
+    if p.dtype == np.float32 and (p.size == 0 or (p.min() >= 0 and p.max() <= 1)):
+        return p
+    return np.clip(p, 0, 1).astype(np.float32, copy=False)
+
+
+def _lesion_table_in(box: tuple[slice, ...], image: Image, masks: dict[str, Image],
+                     probability: Image | None) -> pd.DataFrame:
+    """:func:`msseg.lesions.lesion_table` computed on the box (world positions follow the
+    cropped affine), slice indices shifted back to the whole image."""
+    from msseg.image import si_axis
+
+    crop = {n: m.crop(box) for n, m in masks.items()}
+    table = lesion_table(crop["lesion"], None if probability is None else probability.crop(box),
+                         crop.get("cord"))
+    k = si_axis(image)
+    for column in ("slice_min", "slice_max"):
+        table[column] = table[column] + int(box[k].start)
+    return table
 
 
 class Segmenter:
@@ -173,35 +231,41 @@ class Segmenter:
         if self.plan.frame != "resize" and (options.crop or self.plan.frame == "centerline"):
             self.finder = _finder(options)
 
-    def _predict(self, volume: np.ndarray, roi: np.ndarray | None = None) -> np.ndarray:
-        from msseg.models.windows import predict_regions
+    def _predict(self, volume: np.ndarray, roi: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, tuple[slice, ...]]:
+        from msseg.models.windows import predict_regions_extent
 
-        return predict_regions([self.network], volume, self.plan.patch_size, self.plan.dims,
-                               len(self.plan.regions), self.options.batch_size or 4, roi=roi,
-                               mirror_axes=(0,) if self.options.tta else ())
+        return predict_regions_extent([self.network], volume, self.plan.patch_size,
+                                      self.plan.dims, len(self.plan.regions),
+                                      self.options.batch_size or 4, roi=roi,
+                                      mirror_axes=(0,) if self.options.tta else ())
 
     def _tube_predict(self, work: Image, world: np.ndarray) -> np.ndarray:
         tube = Tube.around(centres_on_grid(world, work.affine, work.shape[2]),
                            tuple(self.plan.patch_size[:2]))
         cut = tube.extract(work.data, float(work.data.min()))
-        return tube.paste(self._predict(cut), work.shape, 0.0)
+        prob, _ = self._predict(cut)
+        return tube.paste(prob, work.shape, 0.0)
 
     def _probabilities(self, work: Image, world: np.ndarray | None
-                       ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Region probabilities on the work grid, and the region predicted (None: all)."""
+                       ) -> tuple[np.ndarray, tuple[slice, ...], np.ndarray | None]:
+        """Region probabilities over a box of the work grid (0 elsewhere), that box, and the
+        neighbourhood of the centerline they were restricted to (None: none)."""
+        whole = tuple(slice(0, n) for n in work.shape)
         if self.plan.frame == "centerline":
             if world is None:
-                return np.zeros((len(self.plan.regions), *work.shape), np.float32), None
-            return self._tube_predict(work, world), None
+                return np.zeros((len(self.plan.regions), 1, 1, 1), np.float32), (
+                    slice(0, 1),) * 3, None
+            return self._tube_predict(work, world), whole, None
         roi = None
         if self.plan.frame == "resize":   # only slices holding brain (all-zero slices: none)
             roi = np.broadcast_to((work.data != 0).any(axis=(0, 1)), work.shape)
         elif world is not None and self.options.crop:
             roi = cord_neighbourhood(work.shape, work.affine, world, self._margin_mm)
-        prob = self._predict(work.data, roi)
+        prob, box = self._predict(work.data, roi)
         if roi is not None:
-            prob[:, ~roi] = 0
-        return prob, roi
+            prob[:, ~roi[box]] = 0
+        return prob, box, roi
 
     @property
     def _margin_mm(self) -> float:
@@ -212,24 +276,28 @@ class Segmenter:
         check_image(image, name)
         line = self.finder.find(image) if self.finder is not None else None
         world = line.world() if line is not None and line.found else None
-        rpi = to_rpi(image)
+        rpi = to_rpi(image, copy=False)   # its grid only: a view of the input
         keep = None   # RPI voxel box the network grid covers (None: the whole image)
         if self.plan.frame == "centerline" and world is not None:
             points = (np.linalg.inv(rpi.affine) @ np.column_stack(
                 [world, np.ones(len(world))]).T)[:2].T
             keep = tube_box(points, rpi, self.plan)
         work = preprocess_image(image, self.plan, keep)
-        prob, roi = self._probabilities(work, world)
+        prob, box, roi = self._probabilities(work, world)
+        affine = work.crop(box).affine
+        crop_box = None if roi is None else _bounding_box(roi)
+        del work, roi   # the network grid's volume is not needed any more
         order = BACK_ORDER[self.plan.frame]
         threshold = 0.5 if self.options.threshold is None else self.options.threshold
         probabilities, masks = {}, {}
         for region, p in zip(self.plan.regions, prob, strict=True):
-            probabilities[region] = to_native(work.with_data(p), rpi, image, keep, order).data
-            masks[region] = probabilities[region] >= threshold
+            probabilities[region] = to_native(Image(p, affine), rpi, image, order).data
+            masks[region] = threshold_mask(probabilities[region], threshold)
+        del prob
         config = self.options.postprocess if self.options.postprocessing is not False else None
         mask_images, prob_images, table = finish(image, probabilities, masks, config)
         return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
-                             None if roi is None else _bounding_box(roi), line)
+                             crop_box, line)
 
 
 def cord_neighbourhood(shape: tuple[int, ...], affine: np.ndarray, world: np.ndarray,
@@ -356,8 +424,11 @@ def _densified(points: np.ndarray, step_mm: float) -> np.ndarray:
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    hits = np.argwhere(mask)
-    if hits.size == 0:
-        return tuple(slice(0, 0) for _ in mask.shape)
-    return tuple(slice(int(a), int(b) + 1) for a, b in zip(hits.min(0), hits.max(0),
-                                                            strict=True))
+    """Voxel box of the non-zero voxels (empty slices if there are none)."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hits.size == 0:
+            return tuple(slice(0, 0) for _ in mask.shape)
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)

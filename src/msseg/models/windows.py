@@ -131,6 +131,20 @@ class WindowRunner:
         """Blended logits (heads, *spatial) of ``data`` (C, *spatial), and the mask of voxels
         some window covered (the others are 0). With ``roi`` (a boolean mask of the spatial
         grid) only the windows touching it are run."""
+        logits, covered, extent = self.predict_extent(data, heads, roi)
+        spatial = data.shape[1:]
+        if all(e == slice(0, n) for e, n in zip(extent, spatial, strict=True)):
+            return logits, covered
+        full = np.zeros((heads, *spatial), logits.dtype)
+        full[(slice(None), *extent)] = logits
+        mask = np.zeros(spatial, bool)
+        mask[extent] = covered
+        return full, mask
+
+    def predict_extent(self, data: np.ndarray, heads: int, roi: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, tuple[slice, ...]]:
+        """As :meth:`predict`, but only over ``extent``, the bounding box of the windows run
+        (returned third): memory scales with the cord's neighbourhood, not the scan."""
         spatial = data.shape[1:]
         pads = pad_box(spatial, self.patch)
         padded_shape = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True))
@@ -138,15 +152,25 @@ class WindowRunner:
         if roi is not None:
             hits = np.argwhere(roi)
             if hits.size == 0:
-                return (np.zeros((heads, *spatial), np.float32), np.zeros(spatial, bool))
+                empty = tuple(slice(0, 0) for _ in spatial)
+                return (np.zeros((heads, *(0,) * len(spatial)), np.float32),
+                        np.zeros((0,) * len(spatial), bool), empty)
             box = tuple(slice(int(a) + lo, int(b) + 1 + lo) for a, b, (lo, _) in
                         zip(hits.min(0), hits.max(0), pads, strict=True))
         boxes = [_clip(b, pads, spatial)
                  for b in windows(padded_shape, self.patch, self.step, box, self.rule)]
         if roi is not None:
             boxes = [(src, dst) for src, dst in boxes if roi[src].any()]
-        blend = _Blend(heads, spatial, self.patch, len(self.networks) if self.half else 1,
-                       self.half, gaussian_weights(self.patch, self.rule))
+        extent = tuple(slice(min(b[0][a].start for b in boxes), max(b[0][a].stop for b in boxes))
+                       if boxes else slice(0, 0) for a in range(len(spatial)))
+        origin = [e.start for e in extent]
+        boxes = [(tuple(slice(s.start - o, s.stop - o) for s, o in zip(src, origin,
+                                                                        strict=True)), dst)
+                 for src, dst in boxes]
+        data = data[(slice(None), *extent)]
+        blend = _Blend(heads, tuple(e.stop - e.start for e in extent), self.patch,
+                       len(self.networks) if self.half else 1, self.half,
+                       gaussian_weights(self.patch, self.rule))
         lead = len(spatial) - len(self.patch)
         for i in range(0, len(boxes), self.batch_size):
             chunk = boxes[i:i + self.batch_size]
@@ -159,7 +183,7 @@ class WindowRunner:
                 folds = [sum(folds) / len(folds)] if len(folds) > 1 else folds
             for j, (src, dst) in enumerate(chunk):
                 blend.add(src, dst, [f[j] for f in folds])
-        return blend.result()
+        return (*blend.result(), extent)
 
 
 def _clip(box: tuple[slice, ...], pads, spatial) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -232,12 +256,65 @@ def predict_regions(networks: Sequence[Network], volume: np.ndarray, patch: tupl
                     ) -> np.ndarray:
     """msseg models: sigmoid probabilities (heads, X, Y, Z) of a preprocessed RPI volume
     (X, Y, Z), MONAI's window placement and Gaussian blending. 2D models run on the axial
-    slices (axis 2) one at a time; ``roi`` (X, Y, Z) restricts the windows run."""
+    slices (axis 2) one at a time; ``roi`` (X, Y, Z) restricts the windows run (0 outside
+    the windows that ran)."""
+    probs, extent = predict_regions_extent(networks, volume, patch, dims, heads, batch_size,
+                                           overlap, roi, mirror_axes)
+    if probs.shape[1:] == volume.shape:
+        return probs
+    full = np.zeros((heads, *volume.shape), np.float32)
+    full[(slice(None), *extent)] = probs
+    return full
+
+
+def predict_regions_extent(networks: Sequence[Network], volume: np.ndarray,
+                           patch: tuple[int, ...], dims: int, heads: int, batch_size: int = 4,
+                           overlap: float = 0.5, roi: np.ndarray | None = None,
+                           mirror_axes: tuple[int, ...] = ()
+                           ) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """As :func:`predict_regions`, over the bounding box of the windows run only: (heads,
+    *box shape) probabilities and the box (slices of X, Y, Z)."""
     runner = WindowRunner(networks, patch, batch_size, mirror_axes, "monai", step=overlap)
-    if dims == 2:   # slices first, as the runner takes leading axes one index at a time
-        data = np.moveaxis(volume, 2, 0)[None]
-        logits, _ = runner.predict(data, heads, None if roi is None else np.moveaxis(roi, 2, 0))
-        logits = np.moveaxis(logits, 1, 3)
-    else:
-        logits, _ = runner.predict(volume[None], heads, roi)
-    return sigmoid(np.ascontiguousarray(logits))
+    if dims == 2:
+        return _slabs_2d(runner, volume, heads, roi)
+    logits, _, extent = runner.predict_extent(volume[None], heads, roi)
+    return sigmoid(np.ascontiguousarray(logits)), extent
+
+
+def _slabs_2d(runner: WindowRunner, volume: np.ndarray, heads: int, roi: np.ndarray | None,
+              slab: int = 16) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """2D models, a slab of axial slices at a time (slices are independent, so the result
+    is that of the whole volume at once): only the bounding box of ``roi`` (or the whole
+    volume) is kept, so the blending buffers never span the whole scan."""
+    box = tuple(slice(0, n) for n in volume.shape)
+    if roi is not None:
+        box = _roi_box(roi)
+    out = np.zeros((heads, *(b.stop - b.start for b in box)), np.float32)
+    for z0 in range(box[2].start, box[2].stop, slab):
+        z1 = min(z0 + slab, box[2].stop)
+        data = np.moveaxis(volume[:, :, z0:z1], 2, 0)[None]   # slices first: leading axis
+        part = None if roi is None else np.moveaxis(roi[:, :, z0:z1], 2, 0)
+        logits, _, (z, x, y) = runner.predict_extent(data, heads, part)
+        if logits.size == 0:
+            continue
+        # the part of the windows' extent inside the roi box (voxels of the box outside it
+        # belong to no window of this slab, hence to no roi voxel: they stay 0)
+        lo = [max(b.start, e.start) for b, e in zip(box[:2], (x, y), strict=True)]
+        hi = [min(b.stop, e.stop) for b, e in zip(box[:2], (x, y), strict=True)]
+        if any(h <= low for low, h in zip(lo, hi, strict=True)):
+            continue
+        src = (slice(None), slice(lo[0] - x.start, hi[0] - x.start),
+               slice(lo[1] - y.start, hi[1] - y.start))
+        probs = sigmoid(np.ascontiguousarray(np.moveaxis(logits, 1, 3)[src]))
+        out[:, lo[0] - box[0].start:hi[0] - box[0].start,
+            lo[1] - box[1].start:hi[1] - box[1].start,
+            z0 - box[2].start + z.start:z0 - box[2].start + z.stop] = probs
+    return out, box
+
+
+def _roi_box(roi: np.ndarray) -> tuple[slice, ...]:
+    box = []
+    for axis in range(roi.ndim):
+        hits = np.flatnonzero(np.any(roi, axis=tuple(a for a in range(roi.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1) if hits.size else slice(0, 0))
+    return tuple(box)

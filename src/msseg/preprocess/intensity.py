@@ -26,41 +26,76 @@ NYUL_SCALE = (0.0, 100.0)
 QUANTILE_PERCENTILES = tuple(float(p) for p in range(101))
 
 
-def foreground(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Voxels that define the intensity distribution: ``mask`` or, without one, non-zero."""
+#: ``mask`` value meaning "every voxel" (no boolean mask of the image's size is built)
+EVERYWHERE = True
+_BLOCK = 1 << 22   # voxels mapped at a time: float64 temporaries stay small (~32 MB)
+SAMPLE = 1 << 24   # voxels whose percentiles stand for a larger volume's (mask=EVERYWHERE)
+
+
+def foreground(data: np.ndarray, mask: np.ndarray | bool | None = None) -> np.ndarray:
+    """Voxels that define the intensity distribution: ``mask`` (``EVERYWHERE``: all voxels)
+    or, without one, the non-zero voxels."""
+    if mask is EVERYWHERE:
+        return np.ones(np.shape(data), bool)
     if mask is not None:
         return np.asarray(mask, dtype=bool)
     return np.asarray(data) != 0
 
 
 def knots(data: np.ndarray, percentiles: Sequence[float],
-          mask: np.ndarray | None = None) -> np.ndarray:
-    values = np.asarray(data, dtype=np.float64)[foreground(data, mask)]
+          mask: np.ndarray | bool | None = None) -> np.ndarray:
+    """Percentiles (numpy's linear rule) of the foreground voxels, in the data's own float
+    type (no float64 copy of a volume). With ``mask=EVERYWHERE`` on volumes of more than
+    ``SAMPLE`` voxels, of an evenly strided sample of ``SAMPLE`` voxels (a whole-spine scan's
+    knots move by far less than one intensity step)."""
+    data = np.asarray(data)
+    if mask is EVERYWHERE:
+        step = -(-data.size // SAMPLE)
+        values = data.reshape(-1) if step == 1 else data.flat[::step]
+    else:
+        values = data[foreground(data, mask)]
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float32)
     if values.size == 0:
         raise ValueError("no foreground voxel to learn the intensity distribution from")
-    return np.percentile(values, percentiles)
+    return np.percentile(values, percentiles).astype(np.float64)
 
 
 def piecewise_map(data: np.ndarray, src: Sequence[float], dst: Sequence[float],
-                  mask: np.ndarray | None = None) -> np.ndarray:
+                  mask: np.ndarray | bool | None = None) -> np.ndarray:
     """Map ``src[i] -> dst[i]`` linearly between knots, extend the end segments beyond them.
 
     Repeated source knots (flat histograms) are merged so the map stays a function; ``dst``
     must be non-decreasing. Voxels outside ``mask`` (default: the zeros) are returned as is.
+    Float32 out (C order); the arithmetic is float64, a slab of the first axis at a time, so
+    temporaries stay small whatever the input's strides.
     """
     src, dst = _strict(np.asarray(src, float), np.asarray(dst, float))
     data = np.asarray(data)
-    out = data.astype(np.float32, copy=True)
-    inside = foreground(data, mask)
-    values = data[inside].astype(np.float64)
-    if src.size == 1:  # a constant image: shift it onto the single target
-        out[inside] = dst[0]
-        return out
-    mapped = np.interp(values, src, dst)
-    low, high = values < src[0], values > src[-1]
-    mapped[low] = dst[0] + (values[low] - src[0]) * (dst[1] - dst[0]) / (src[1] - src[0])
-    mapped[high] = dst[-1] + (values[high] - src[-1]) * (dst[-1] - dst[-2]) / (src[-1] - src[-2])
-    out[inside] = mapped
+    out = np.array(data, dtype=np.float32, order="C")
+    keep = None if mask is None or mask is EVERYWHERE else np.asarray(mask, bool)
+    lo_slope = hi_slope = 0.0
+    if src.size > 1:
+        lo_slope = (dst[1] - dst[0]) / (src[1] - src[0])
+        hi_slope = (dst[-1] - dst[-2]) / (src[-1] - src[-2])
+    rows = max(1, _BLOCK // max(1, int(np.prod(data.shape[1:]))))
+    for start in range(0, max(1, data.shape[0] if data.ndim else 1), rows):
+        part = out[start:start + rows] if data.ndim else out
+        if mask is EVERYWHERE:
+            inside = np.ones(part.shape, bool)
+        elif keep is not None:
+            inside = keep[start:start + rows] if data.ndim else keep
+        else:
+            inside = part != 0
+        values = part[inside].astype(np.float64)
+        if src.size == 1:  # a constant image: shift it onto the single target
+            part[inside] = dst[0]
+            continue
+        mapped = np.interp(values, src, dst)
+        low, high = values < src[0], values > src[-1]
+        mapped[low] = dst[0] + (values[low] - src[0]) * lo_slope
+        mapped[high] = dst[-1] + (values[high] - src[-1]) * hi_slope
+        part[inside] = mapped
     return out
 
 

@@ -14,14 +14,33 @@ import numpy as np
 
 from msseg.image import Image
 from msseg.preprocess import intensity
-from msseg.preprocess.orient import reorient, reorient_like
+from msseg.preprocess.orient import reorient
 from msseg.preprocess.plan import Plan
-from msseg.preprocess.resample import resample_to_grid, resample_to_spacing
+from msseg.preprocess.resample import resample_to_grid, resample_to_spacing, resampled_grid
 
 
 def zscore(data: np.ndarray) -> np.ndarray:
-    data = data.astype(np.float32)
-    return (data - data.mean()) / max(float(data.std()), 1e-6)
+    """(x − mean) / std over all voxels, float32 out (C order)."""
+    return _zscore_map(data)(data)
+
+
+def _zscore_map(data: np.ndarray):
+    """x -> (x − mean) / std with the mean and std of ``data``, summed in float64 a slab at a
+    time (no full-size temporaries)."""
+    data = np.asarray(data)
+    slabs = [data[..., k:k + 16] for k in range(0, data.shape[-1], 16)] if data.ndim else [data]
+    n = max(data.size, 1)
+    mean = sum(float(s.sum(dtype=np.float64)) for s in slabs) / n
+    var = sum(float(np.square(s.astype(np.float32) - np.float32(mean), dtype=np.float64).sum())
+              for s in slabs) / n
+    std = np.float32(max(np.sqrt(var), 1e-6))
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        out = np.array(x, dtype=np.float32, order="C")
+        out -= np.float32(mean)
+        out /= std
+        return out
+    return apply
 
 
 def working_spacing(image: Image, plan: Plan) -> tuple[float, float, float]:
@@ -39,31 +58,63 @@ def working_spacing(image: Image, plan: Plan) -> tuple[float, float, float]:
 def normalize(data: np.ndarray, plan: Plan) -> np.ndarray:
     """Intensities as the model was trained: per-image z-score, min-max, Nyúl landmarks then
     the training set's z-score, or quantile mapping onto the training set's template."""
+    return normalizer(data, plan)(data)
+
+
+def normalizer(data: np.ndarray, plan: Plan):
+    """The intensity map of :func:`normalize` with the statistics of ``data`` (the whole
+    image), as a function that can be applied to any part of it (float32 out)."""
     if plan.normalization == "nyul":
         p = plan.intensity
-        standard = intensity.apply_nyul(data, p["landmarks"], mask=np.ones(data.shape, bool))
-        return ((standard - p["mean"]) / max(p["std"], 1e-6)).astype(np.float32)
+        knots = intensity.knots(data, intensity.NYUL_PERCENTILES, intensity.EVERYWHERE)
+
+        def nyul(x: np.ndarray) -> np.ndarray:
+            standard = intensity.piecewise_map(x, knots, p["landmarks"], intensity.EVERYWHERE)
+            standard -= np.float32(p["mean"])
+            standard /= np.float32(max(p["std"], 1e-6))
+            return standard
+        return nyul
     if plan.normalization == "quantile":
-        return intensity.apply_quantile(data, plan.intensity["template"])
+        knots = intensity.knots(data, intensity.QUANTILE_PERCENTILES)
+        return lambda x: intensity.piecewise_map(x, knots, plan.intensity["template"])
     if plan.normalization == "minmax":
-        return intensity.minmax(data)
-    return zscore(data)
+        inside = data[data != 0]
+        lo, hi = (float(inside.min()), float(inside.max())) if inside.size else (0.0, 1.0)
+        return lambda x: intensity.piecewise_map(x, [lo, hi], [0.0, 1.0]) if hi > lo else (
+            np.array(x, dtype=np.float32, order="C"))
+    return _zscore_map(data)
 
 
-def oriented(image: Image, plan: Plan) -> Image:
-    """The image in the plan's voxel order (exact: axis permutation and flips)."""
-    return reorient(image, plan.orientation)
+def oriented(image: Image, plan: Plan, copy: bool = True) -> Image:
+    """The image in the plan's voxel order (exact: axis permutation and flips; ``copy=False``:
+    possibly a strided view of the input's data)."""
+    return reorient(image, plan.orientation, copy=copy)
 
 
 def preprocess_image(image: Image, plan: Plan, box: tuple[slice, ...] | None = None) -> Image:
     """Plan's voxel order -> intensities normalised (statistics of the whole image) ->
     optionally cropped to ``box`` (voxel slices of the reoriented image) -> resampled to the
     plan's working spacing."""
-    rpi = oriented(image, plan)
+    rpi = oriented(image, plan, copy=False)    # normalize makes the one copy
     rpi = rpi.with_data(normalize(rpi.data, plan))
     if box is not None:
         rpi = rpi.crop(box)
-    return resample_to_spacing(rpi, working_spacing(rpi, plan), order=1)
+    return resample_to_spacing(rpi, working_spacing(rpi, plan), order=1, reuse=True)
+
+
+def preprocess_slices(image: Image, plan: Plan, ks: np.ndarray
+                      ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """2D plans: the network grid's shape and affine, and only its axial slices ``ks``
+    (X, Y, len(ks)) — normalised with the whole image's statistics and resampled in-plane
+    exactly as :func:`preprocess_image` would, without building the whole volume."""
+    if plan.dims != 2 or plan.frame != "image":
+        raise ValueError("slice-wise preprocessing is for 2D plans on the image grid")
+    rpi = oriented(image, plan, copy=False)
+    spacing = working_spacing(rpi, plan)
+    shape, affine = resampled_grid(rpi, spacing)
+    part = Image(normalizer(rpi.data, plan)(rpi.data[:, :, ks]), rpi.affine)
+    slices = resample_to_grid(part, (*shape[:2], len(ks)), affine, reuse=True).data
+    return shape, affine, slices
 
 
 def tube_box(points: np.ndarray, rpi: Image, plan: Plan, margin_mm: float = 5.0
@@ -77,15 +128,31 @@ def tube_box(points: np.ndarray, rpi: Image, plan: Plan, margin_mm: float = 5.0
     return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(None)
 
 
-def to_native(values: Image, rpi: Image, image: Image, box: tuple[slice, ...] | None = None,
-              order: int = 1) -> Image:
-    """Values on the network grid -> the input's reoriented grid ``rpi`` (or its ``box``,
-    put back into zeros) -> the input's own voxel order and header, clipped to [0, 1]."""
-    target = rpi if box is None else rpi.crop(box)
-    on_rpi = resample_to_grid(values, target.shape, target.affine, order=order).data
-    if box is not None:
-        full = np.zeros(rpi.shape, np.float32)
-        full[box] = on_rpi
-        on_rpi = full
-    native = reorient_like(rpi.with_data(on_rpi), image)
-    return native.with_data(np.clip(native.data, 0, 1).astype(np.float32))
+def covered_box(values: Image, rpi: Image) -> tuple[slice, ...]:
+    """The voxel box of ``rpi`` whose centres lie inside the extent of the grid of
+    ``values`` (any sub-box of a network grid; voxel edges at ±0.5)."""
+    to_rpi = np.linalg.inv(rpi.affine) @ values.affine
+    corners = np.array([[i, j, k, 1.0] for i in (-0.5, values.shape[0] - 0.5)
+                        for j in (-0.5, values.shape[1] - 0.5)
+                        for k in (-0.5, values.shape[2] - 0.5)])
+    ijk = (to_rpi @ corners.T)[:3].T
+    lo = np.clip(np.ceil(ijk.min(0) - 1e-4), 0, rpi.shape).astype(int)
+    hi = np.clip(np.floor(ijk.max(0) + 1e-4) + 1, 0, rpi.shape).astype(int)
+    return tuple(slice(int(a), int(max(a, b))) for a, b in zip(lo, hi, strict=True))
+
+
+def to_native(values: Image, rpi: Image, image: Image, order: int = 1) -> Image:
+    """Values on (a sub-box of) the network grid -> the input's reoriented grid ``rpi``,
+    zeros outside the box they cover -> the input's own voxel order and header, clipped to
+    [0, 1]. Only the covered box is computed and written: the rest of the output is
+    untouched zero memory, so a whole-spine volume costs what its cord box costs."""
+    box = covered_box(values, rpi)
+    target = rpi.crop(box)
+    full = np.zeros(rpi.shape, np.float32)
+    if target.data.size:
+        on_rpi = resample_to_grid(values, target.shape, target.affine, order=order).data
+        full[box] = np.clip(on_rpi, 0, 1, out=on_rpi)
+    native = reorient(rpi.with_data(full), image.orientation, copy=False)  # a view of full
+    if native.shape != image.shape or not np.allclose(native.affine, image.affine, atol=1e-5):
+        raise ValueError("values do not lie on the input's grid after reorientation")
+    return image.with_data(native.data)

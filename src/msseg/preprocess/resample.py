@@ -27,18 +27,24 @@ def resampled_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int, .
     return shape, image.affine @ index_map
 
 
-def resample_to_spacing(image: Image, spacing: Sequence[float], order: int = 1) -> Image:
+def resample_to_spacing(image: Image, spacing: Sequence[float], order: int = 1,
+                        reuse: bool = False) -> Image:
     """Resample ``image`` to voxel size ``spacing`` (mm). ``order=0`` for label maps."""
     shape, affine = resampled_grid(image, spacing)
-    return resample_to_grid(image, shape, affine, order=order)
+    return resample_to_grid(image, shape, affine, order=order, reuse=reuse)
 
 
 def resample_to_grid(image: Image, shape: Sequence[int], affine: np.ndarray,
-                     order: int = 1) -> Image:
-    """Resample onto an arbitrary grid (shape + affine) by mapping its voxel centres back."""
+                     order: int = 1, reuse: bool = False) -> Image:
+    """Resample onto an arbitrary grid (shape + affine) by mapping its voxel centres back.
+    Onto the image's own grid the values are copied (``reuse``: the same array is returned
+    when its dtype is already the output's — for callers that own it)."""
     vox_to_old = np.linalg.inv(image.affine) @ np.asarray(affine, dtype=np.float64)
     data = image.data
     out_dtype = data.dtype if order == 0 else np.float32
+    if tuple(shape) == data.shape[:3] and np.allclose(vox_to_old, np.eye(4), atol=1e-6):
+        # the same grid: every output voxel centre is an input voxel centre (no copy needed)
+        return Image(data.astype(out_dtype, copy=not reuse), affine, None)
     out = ndimage.affine_transform(
         data.astype(np.float32, copy=False) if order > 0 else data,
         vox_to_old[:3, :3], offset=vox_to_old[:3, 3], output_shape=tuple(shape),
