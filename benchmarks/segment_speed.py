@@ -23,7 +23,6 @@ Run: .venv/bin/python benchmarks/segment_speed.py [--repeats 5] [--peer-repeats 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -39,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import nnunet_peer as peer  # noqa: E402
-
 from msseg import io  # noqa: E402
 from msseg.image import Image  # noqa: E402
 from msseg.preprocess.resample import resample_to_grid  # noqa: E402

@@ -157,8 +157,8 @@ def finish(image: Image, probabilities: dict[str, np.ndarray], masks: dict[str, 
     mask_images = {n: image.with_data(_uint8_in(m, box)) for n, m in masks.items()}
     prob_images = {n: image.with_data(_unit_float32(p)) for n, p in probabilities.items()}
     if "lesion" not in mask_images:
-        return mask_images, prob_images, lesion_table(image.with_data(
-            np.zeros((1, 1, 1), np.uint8)))
+        return mask_images, prob_images, lesion_table(Image(np.zeros((1, 1, 1), np.uint8),
+                                                            image.affine))
     return mask_images, prob_images, _lesion_table_in(box, image, mask_images,
                                                       prob_images.get("lesion"))
 
