@@ -105,13 +105,15 @@ def end_to_end(pairs, folder: Path, repeats: int) -> None:
         for side, mask in (("pred", pred), ("ref", ref)):
             io.save(Image(mask.astype(np.uint8), affine), folder / side / f"case{i:02d}.nii.gz")
     command = [str(Path(sys.executable).with_name("msseg")), "evaluate", "-p",
-               str(folder / "pred"), "-r", str(folder / "ref"), "-o", str(folder / "m.csv")]
+               str(folder / "pred"), "-r", str(folder / "ref"), "-o", str(folder / "m.csv"),
+               "--overwrite"]
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, command
+        if os.waitstatus_to_exitcode(status):
+            raise RuntimeError(f"{command}: {proc.stderr.read().decode()[-1500:]}")
         runs.append((time.perf_counter() - start, usage.ru_maxrss / 1024))
     each = ", ".join(f"{s:.2f}" for s, _ in runs)
     print(f"msseg evaluate, {len(pairs)} pairs from files, end to end: "

@@ -79,6 +79,7 @@ def nnunet_command(work: Path, folder: Path, image: Path, out: Path) -> list[str
     if not staged.exists():
         staged.parent.mkdir(parents=True, exist_ok=True)
         peer.write_reoriented(image, "LAS", staged)   # SCT reorients to RPI first
+    (out / "pred").mkdir(parents=True, exist_ok=True)
     script = f"""
         import torch
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
