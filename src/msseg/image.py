@@ -84,6 +84,42 @@ def spacing_from_affine(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
 
 
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding ``mask`` grown by ``margin``; None when empty."""
+    return union_bounding_box([mask], margin)
+
+
+def union_bounding_box(masks: list[np.ndarray], margin: int = 0) -> tuple[slice, ...] | None:
+    """Bounding box of the union of same-shape masks (any non-zero voxel), without forming
+    the union; None when all are empty.
+
+    Two passes over each mask whatever its dimension: a projection along the last axis
+    (giving the other axes' extents from a small array) and one onto the last axis.
+    """
+    ndim = np.ndim(masks[0])
+    lo = np.full(ndim, np.iinfo(np.int64).max)
+    hi = np.full(ndim, -1)
+    for mask in masks:
+        hits = _axis_hits(np.asarray(mask))
+        if hits[0].size == 0:
+            continue
+        lo = np.minimum(lo, [h[0] for h in hits])
+        hi = np.maximum(hi, [h[-1] for h in hits])
+    if hi[0] < 0:
+        return None
+    shape = np.shape(masks[0])
+    return tuple(slice(max(int(lo[a]) - margin, 0), min(int(hi[a]) + 1 + margin, shape[a]))
+                 for a in range(ndim))
+
+
+def _axis_hits(mask: np.ndarray) -> list[np.ndarray]:
+    """Indices along each axis where ``mask`` has a non-zero voxel."""
+    if mask.ndim == 1:
+        return [np.flatnonzero(mask)]
+    return [*_axis_hits(mask.any(axis=-1)),
+            np.flatnonzero(mask.any(axis=tuple(range(mask.ndim - 1))))]
+
+
 def si_axis(image: Image) -> int:
     """Index of the voxel axis closest to superior-inferior."""
     return int(np.argmax(np.abs(image.affine[2, :3]) / np.asarray(image.spacing)))

@@ -8,13 +8,13 @@ import pytest
 from msseg.evaluation.voxel import (
     SurfaceDistances,
     average_symmetric_surface_distance,
-    bounding_box,
     dice,
     hausdorff95,
     normalised_surface_distance,
     relative_volume_error,
     surface,
 )
+from msseg.image import bounding_box
 
 
 def cubes():

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from msseg.centerline.optimize import PathCost, optimal_path
-from msseg.image import Image
+from msseg.image import Image, spacing_from_affine
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def centerline_from_candidates(cands: list[tuple[np.ndarray, np.ndarray]], affin
     """The optimal smooth centerline through per-slice candidates (:func:`slice_candidates`
     of every axial slice of the RPI grid with this ``affine``; empty for slices without a
     heatmap)."""
-    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    spacing = spacing_from_affine(affine)
     nz = len(cands)
     positions = [c[0] * spacing[:2] for c in cands]
     choice = optimal_path(positions, [c[1] for c in cands], np.arange(nz) * spacing[2],

@@ -24,7 +24,7 @@ from msseg.centerline.detect import (
     slice_candidates,
 )
 from msseg.errors import MssegError
-from msseg.image import Image
+from msseg.image import Image, spacing_from_affine
 from msseg.models.registry import ModelFolder, find_model
 from msseg.models.windows import sigmoid
 from msseg.preprocess.orient import to_rpi
@@ -90,7 +90,7 @@ class CenterlineFinder:
         rpi = to_rpi(image, copy=False)
         ks = self.options.slices(rpi.shape[2], working_spacing(rpi, plan)[2])
         shape, affine, slices = preprocess_slices(image, plan, ks)
-        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        spacing = spacing_from_affine(affine)
         empty = (np.zeros((0, 2)), np.zeros(0))
         cands = [empty] * shape[2]
         for k, slice_heat in zip(ks, self._slice_heat(slices), strict=True):

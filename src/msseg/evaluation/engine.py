@@ -31,9 +31,8 @@ from msseg.evaluation.voxel import (
     SurfaceDistances,
     dice,
     relative_volume_error,
-    union_bounding_box,
 )
-from msseg.image import Image
+from msseg.image import Image, union_bounding_box
 
 #: Suffixes removed from file names to get the case id (one, the longest that matches).
 CASE_SUFFIXES = (

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from msseg.image import union_bounding_box
+
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     """Dice similarity coefficient.
@@ -62,34 +64,6 @@ def surface(mask: np.ndarray) -> np.ndarray:
             shifted[axis] = slice(start, start + mask.shape[axis])
             interior &= padded[tuple(shifted)]
     return mask & ~interior
-
-
-def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
-    """Slices of the smallest box holding ``mask`` grown by ``margin``; None when empty."""
-    return union_bounding_box([mask], margin)
-
-
-def union_bounding_box(masks: list[np.ndarray], margin: int = 0) -> tuple[slice, ...] | None:
-    """Bounding box of the union of same-shape 3D masks, without forming the union.
-
-    Two passes over each mask: a projection along the last axis (giving the first two axes'
-    extents) and one onto the last axis.
-    """
-    lo = np.full(3, np.iinfo(np.int64).max)
-    hi = np.full(3, -1)
-    for mask in masks:
-        plane = mask.any(axis=2)
-        hits = [np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)),
-                np.flatnonzero(mask.any(axis=(0, 1)))]
-        if hits[0].size == 0:
-            continue
-        lo = np.minimum(lo, [h[0] for h in hits])
-        hi = np.maximum(hi, [h[-1] for h in hits])
-    if hi[0] < 0:
-        return None
-    shape = masks[0].shape
-    return tuple(slice(max(int(lo[a]) - margin, 0), min(int(hi[a]) + 1 + margin, shape[a]))
-                 for a in range(3))
 
 
 @dataclass(frozen=True)

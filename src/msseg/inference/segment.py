@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from msseg.errors import MssegError
-from msseg.image import Image
+from msseg.image import Image, bounding_box, spacing_from_affine, union_bounding_box
 from msseg.lesions import lesion_table
 from msseg.models.registry import Model, ModelFolder
 from msseg.postprocess import PostprocessConfig, postprocess
@@ -141,7 +141,8 @@ def finish(image: Image, probabilities: dict[str, np.ndarray], masks: dict[str, 
     lesion table work inside the bounding box of the masks (the same result: every mask
     voxel is in it), so their cost follows the cord, not the field of view."""
     masks = dict(masks)
-    box = _union_box(masks)
+    # every mask voxel is in box (one voxel at the origin if all masks are empty)
+    box = union_bounding_box(list(masks.values())) or (slice(0, 1),) * 3
     if config is not None and ("cord" in masks or "lesion" in masks):
         if "cord" not in masks:  # nothing to restrict lesions to
             config = replace(config, restrict_lesions_to_cord=False,
@@ -169,8 +170,9 @@ def threshold_mask(p: np.ndarray, threshold: float) -> np.ndarray:
     if threshold <= 0:
         return p >= threshold
     mask = np.zeros(p.shape, bool)
-    box = _bounding_box(p)
-    mask[box] = p[box] >= threshold
+    box = bounding_box(p)
+    if box is not None:
+        mask[box] = p[box] >= threshold
     return mask
 
 
@@ -179,17 +181,6 @@ def _uint8_in(mask: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     out = np.zeros(mask.shape, np.uint8)
     out[box] = mask[box]
     return out
-
-
-def _union_box(masks: dict[str, np.ndarray]) -> tuple[slice, ...]:
-    """Bounding box of every voxel of any mask (one voxel at the origin if all are empty)."""
-    box = None
-    for mask in masks.values():
-        b = _bounding_box(mask)
-        if b[0].stop > b[0].start:
-            box = b if box is None else tuple(slice(min(x.start, y.start), max(x.stop, y.stop))
-                                              for x, y in zip(box, b, strict=True))
-    return box or (slice(0, 1),) * 3
 
 
 def _unit_float32(p: np.ndarray) -> np.ndarray:
@@ -309,7 +300,7 @@ def cord_neighbourhood(shape: tuple[int, ...], affine: np.ndarray, world: np.nda
     world = _densified(world, step_mm)
     inverse = np.linalg.inv(affine)
     ijk = world @ inverse[:3, :3].T + inverse[:3, 3]
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = spacing_from_affine(affine)
     along = int(np.argmax(np.abs(affine[2, :3]) / spacing))
     margin = np.ceil(margin_mm / spacing)
     margin[along] = np.ceil(step_mm / spacing[along]) + 1
@@ -407,7 +398,7 @@ class StraightSegmenter:
         threshold = 0.5 if self.options.threshold is None else self.options.threshold
         probabilities = {key: st.unstraighten(p, geometry, image, 1)
                          for key, p in inner.probabilities.items()}
-        masks = {key: p >= threshold for key, p in probabilities.items()}
+        masks = {key: threshold_mask(p, threshold) for key, p in probabilities.items()}
         config = self.options.postprocess if self.options.postprocessing is not False else None
         mask_images, prob_images, table = finish(image, probabilities, masks, config)
         return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
@@ -425,10 +416,4 @@ def _densified(points: np.ndarray, step_mm: float) -> np.ndarray:
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     """Voxel box of the non-zero voxels (empty slices if there are none)."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hits.size == 0:
-            return tuple(slice(0, 0) for _ in mask.shape)
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
+    return bounding_box(mask) or tuple(slice(0, 0) for _ in mask.shape)

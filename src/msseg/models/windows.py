@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from msseg.image import bounding_box
+
 RULES = ("monai", "nnunet")
 Network = Callable[[np.ndarray], np.ndarray]
 
@@ -150,13 +152,13 @@ class WindowRunner:
         padded_shape = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True))
         box = None
         if roi is not None:
-            hits = np.argwhere(roi)
-            if hits.size == 0:
+            found = bounding_box(roi)
+            if found is None:
                 empty = tuple(slice(0, 0) for _ in spatial)
                 return (np.zeros((heads, *(0,) * len(spatial)), np.float32),
                         np.zeros((0,) * len(spatial), bool), empty)
-            box = tuple(slice(int(a) + lo, int(b) + 1 + lo) for a, b, (lo, _) in
-                        zip(hits.min(0), hits.max(0), pads, strict=True))
+            box = tuple(slice(b.start + lo, b.stop + lo) for b, (lo, _) in
+                        zip(found, pads, strict=True))
         boxes = [_clip(b, pads, spatial)
                  for b in windows(padded_shape, self.patch, self.step, box, self.rule)]
         if roi is not None:
@@ -288,7 +290,7 @@ def _slabs_2d(runner: WindowRunner, volume: np.ndarray, heads: int, roi: np.ndar
     volume) is kept, so the blending buffers never span the whole scan."""
     box = tuple(slice(0, n) for n in volume.shape)
     if roi is not None:
-        box = _roi_box(roi)
+        box = bounding_box(roi) or tuple(slice(0, 0) for _ in volume.shape)
     out = np.zeros((heads, *(b.stop - b.start for b in box)), np.float32)
     for z0 in range(box[2].start, box[2].stop, slab):
         z1 = min(z0 + slab, box[2].stop)
@@ -311,10 +313,3 @@ def _slabs_2d(runner: WindowRunner, volume: np.ndarray, heads: int, roi: np.ndar
             z0 - box[2].start + z.start:z0 - box[2].start + z.stop] = probs
     return out, box
 
-
-def _roi_box(roi: np.ndarray) -> tuple[slice, ...]:
-    box = []
-    for axis in range(roi.ndim):
-        hits = np.flatnonzero(np.any(roi, axis=tuple(a for a in range(roi.ndim) if a != axis)))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1) if hits.size else slice(0, 0))
-    return tuple(box)

@@ -27,12 +27,13 @@ def to_rpi(image: Image, copy: bool = True) -> Image:
     return reorient(image, SCT_RPI, copy=copy)
 
 
-def reorient_like(image: Image, reference: Image) -> Image:
-    """Undo :func:`reorient`: bring ``image`` back to ``reference``'s voxel order and header.
+def reorient_like(image: Image, reference: Image, copy: bool = True) -> Image:
+    """Undo :func:`reorient`: bring ``image`` back to ``reference``'s voxel order and header
+    (``copy=False``: the data may be a strided view of ``image``'s).
 
     Raises ``ValueError`` if the result does not land exactly on the reference grid.
     """
-    back = reorient(image, reference.orientation)
+    back = reorient(image, reference.orientation, copy=copy)
     if back.shape != reference.shape or not np.allclose(back.affine, reference.affine, atol=1e-5):
         raise ValueError("image does not lie on the reference grid after reorientation")
     return reference.with_data(back.data)

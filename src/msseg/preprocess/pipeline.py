@@ -14,7 +14,7 @@ import numpy as np
 
 from msseg.image import Image
 from msseg.preprocess import intensity
-from msseg.preprocess.orient import reorient
+from msseg.preprocess.orient import reorient, reorient_like
 from msseg.preprocess.plan import Plan
 from msseg.preprocess.resample import resample_to_grid, resample_to_spacing, resampled_grid
 
@@ -152,7 +152,4 @@ def to_native(values: Image, rpi: Image, image: Image, order: int = 1) -> Image:
     if target.data.size:
         on_rpi = resample_to_grid(values, target.shape, target.affine, order=order).data
         full[box] = np.clip(on_rpi, 0, 1, out=on_rpi)
-    native = reorient(rpi.with_data(full), image.orientation, copy=False)  # a view of full
-    if native.shape != image.shape or not np.allclose(native.affine, image.affine, atol=1e-5):
-        raise ValueError("values do not lie on the input's grid after reorientation")
-    return image.with_data(native.data)
+    return reorient_like(rpi.with_data(full), image, copy=False)   # a view of full
