@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from msseg.errors import MssegError
-from msseg.image import Image
+from msseg.image import Image, spacing_from_affine
 
 SLAB = 16    # output slices resampled at a time
 
@@ -57,7 +57,7 @@ def corners(image: Image) -> np.ndarray:
 
 
 def _rotation(affine: np.ndarray) -> np.ndarray:
-    return affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    return affine[:3, :3] / spacing_from_affine(affine)
 
 
 def output_grid(images: list[Image], min_spacing: float | None = None) -> tuple[Grid, int]:

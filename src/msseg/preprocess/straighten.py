@@ -35,6 +35,7 @@ from scipy.interpolate import make_smoothing_spline
 
 from msseg.errors import MssegError
 from msseg.image import Image, si_axis
+from msseg.preprocess.tube import centerline_from_mask
 
 LPS = np.array([-1.0, -1.0, 1.0])   # RAS <-> LPS: x and y change sign
 SLAB = 8
@@ -275,14 +276,10 @@ def centerline_of_mask(mask: Image, min_fraction: float = 0.5) -> np.ndarray:
     if present.size < min_fraction * span:
         raise MssegError(f"cord mask is empty on {span - present.size} of the {span} slices "
                          "it spans: give a complete mask (or none, to use msseg's centerline)")
-    others = [a for a in range(3) if a != axis]
-    points = []
-    for k in present:
-        index = np.empty(3)
-        index[others] = ndimage.center_of_mass(data[:, :, k])
-        index[axis] = k
-        points.append(mask.affine[:3, :3] @ index + mask.affine[:3, 3])
-    return np.array(points)
+    index = np.empty((present.size, 3))
+    index[:, [a for a in range(3) if a != axis]] = centerline_from_mask(data)[present]
+    index[:, axis] = present
+    return index @ mask.affine[:3, :3].T + mask.affine[:3, 3]
 
 
 def complete_slices(geometry: Straightening, image: Image, radius_mm: float = 10.0
@@ -306,9 +303,8 @@ def straightening_accuracy(straight_mask: Image, slices: np.ndarray | None = Non
     centre = (np.asarray(data.shape[:2]) - 1) / 2
     spacing = np.asarray(straight_mask.spacing[:2])
     keep = data.any(axis=(0, 1)) & (True if slices is None else slices)
-    distances = [np.linalg.norm((np.asarray(ndimage.center_of_mass(data[:, :, k])) - centre)
-                                * spacing) for k in np.flatnonzero(keep)]
-    return _summary(np.asarray(distances))
+    centres = centerline_from_mask(data)[keep]
+    return _summary(np.linalg.norm((centres - centre) * spacing, axis=1))
 
 
 def points_accuracy(geometry: Straightening, world: np.ndarray) -> dict:
