@@ -57,7 +57,9 @@ def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, c
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert {f"{stem}_label-SC_seg.nii.gz", f"{stem}_label-lesion_seg.nii.gz",
             f"{stem}_label-lesion_probseg.nii.gz", f"{stem}_lesions.csv",
-            "summary.csv", "segment_options.json"} == names
+            "summary.csv", "segment_options.json", ".msseg"} == names
+    assert {p.name for p in (tmp_path / "out/.msseg").iterdir()} == {
+        f"{stem}.json", f"{stem}.lock", "folder.lock"}
     import json
 
     recorded = json.loads((tmp_path / "out" / "segment_options.json").read_text())
@@ -100,15 +102,18 @@ def test_batch_resume_and_failure(tiny_model, tmp_path):
     assert summary.loc["broken", "status"] == "failed"
     assert "NaN" in summary.loc["broken", "error"]
     assert (summary.drop(index="broken").status == "ok").all()
-    # simulate a kill in the middle of one scan: its table (written last) is missing
+    # simulate a kill in the middle of one scan: one of its outputs is missing
     first = io.strip_nifti_suffix(images[0].name)
     (out / f"{first}_lesions.csv").unlink()
     kept = (out / f"{io.strip_nifti_suffix(images[1].name)}_label-SC_seg.nii.gz").stat().st_mtime
     (folder / "broken.nii.gz").unlink()
     assert segment(model, "-i", folder, "-o", out) == 0
-    summary = pd.read_csv(out / "summary.csv").set_index("scan")
-    assert summary.loc[first, "status"] == "ok"
-    assert (summary.drop(index=first).status == "skipped (done)").all()
+    resumed = pd.read_csv(out / "summary.csv").set_index("scan")
+    # skipped scans keep their recorded rows (cord volume, time); the folder keeps the failure
+    pd.testing.assert_frame_equal(resumed.drop(index=first), summary.drop(index=first))
+    assert resumed.loc[first, "status"] == "ok"
+    assert resumed.loc[first, "cord_volume_mm3"] == summary.loc[first, "cord_volume_mm3"]
+    assert (out / f"{first}_lesions.csv").exists()
     assert (out / f"{io.strip_nifti_suffix(images[1].name)}_label-SC_seg.nii.gz"
             ).stat().st_mtime == kept
 

@@ -56,10 +56,18 @@ def test_symmetric_rule_hand_computed(overlap, ppv, sens, f1):
         (ppv, sens, f1))
 
 
-def test_touching_prediction_below_threshold_gives_ppv_zero():
+def test_touching_prediction_below_threshold_published_is_the_forks_ppv_one():
+    # the ivadomed fork: TP + FP = 0 on non-empty masks gives PPV 1.0 (its test-suite value)
     s = scores(0.1, pred=line((19, 21)), ref=line((20, 40)))  # 1 of 20 voxels: 5% < θ
     assert (s["lesion_ppv"], s["lesion_sensitivity"], s["lesion_f1"], s["lesion_fp"]) == (
-        0.0, 0.0, 0.0, 0)
+        1.0, 0.0, 0.0, 0)
+
+
+def test_touching_prediction_below_threshold_symmetric_is_ppv_zero():
+    s = scores(0.1, "symmetric", pred=line((19, 21)), ref=line((20, 40)))  # p: 1/2 ≥ θ ...
+    assert s["lesion_ppv"] == 1.0 and s["lesion_sensitivity"] == 0.0
+    s = scores(0.8, "symmetric", pred=line((19, 21)), ref=line((20, 40)))  # ... 1/2 < 0.8
+    assert (s["lesion_ppv"], s["lesion_sensitivity"], s["lesion_f1"]) == (0.0, 0.0, 0.0)
 
 
 EMPTY = line()

@@ -4,7 +4,9 @@ Stage 1 of the two-stage framework (Gros et al. 2019): CNN1's cord heatmap (or, 
 ``--method intensity``, a blob-filter heatmap without a CNN), then a globally optimal smooth
 path along the S–I axis. Writes, per input ``X.nii.gz`` in OUTDIR, ``X_centerline.csv`` (slice,
 x, y, z in world mm, whether the slice's point was detected or interpolated) and
-``X_centerline.nii.gz`` (one voxel per axial slice, the input's grid and header).
+``X_centerline.nii.gz`` (one voxel per axial slice, the input's grid and header). All or
+nothing: every input is processed before the first file is written, so one bad input leaves no
+output behind.
 """
 
 from __future__ import annotations
@@ -48,21 +50,35 @@ def run(args: argparse.Namespace) -> int:
     options = CenterlineOptions(smoothing_mm=args.smoothing_mm,
                                 slice_step_mm=args.slice_step_mm,
                                 cost=PathCost(smoothness=args.smoothness))
-    model = open_model(args.model) if args.model else None
+    args.input = list(dict.fromkeys(args.input))
     stems = [io.strip_nifti_suffix(p.name) for p in args.input]
-    for path in args.input:
+    for path, stem in zip(args.input, stems, strict=True):
         if not io.is_nifti(path):
             raise MssegError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
+        first = args.input[stems.index(stem)]
+        if first != path:
+            raise MssegError(f"{path}: same name as {first}; their outputs would collide")
     check_outputs([args.outdir / f"{s}_centerline{e}" for s in stems
-                   for e in (".csv", ".nii.gz")], args.overwrite)
+                   for e in (".csv", ".nii.gz")], args.overwrite, inputs=args.input)
+    model = open_model(args.model) if args.model else None
     finder = CenterlineFinder(args.method, model, args.device, options)
-    for path, stem in zip(args.input, stems, strict=True):
+    found = []
+    for path in args.input:  # all or nothing: every input is processed before any write
         image = io.load(path)
         check_image(image, str(path))
         line = finder.find(image)
         if not line.found:
             raise MssegError(f"{path}: no spinal cord found")
-        csv, nii = write_centerline(line, image, args.outdir, stem)
+        found.append((line, _geometry_only(image)))
+    for path, stem, (line, grid) in zip(args.input, stems, found, strict=True):
+        csv, nii = write_centerline(line, grid, args.outdir, stem)
         print(f"{path.name}: {int(line.detected.sum())}/{len(line.detected)} slices detected "
               f"-> {csv}, {nii}")
     return 0
+
+
+def _geometry_only(image):
+    """The image's grid and header without its voxels (kept until every input is done)."""
+    import numpy as np
+
+    return image.with_data(np.broadcast_to(np.zeros((), image.data.dtype), image.shape))

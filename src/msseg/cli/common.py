@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from functools import cache
@@ -18,15 +19,47 @@ def stderr():
     return Console(stderr=True)
 
 
-def check_outputs(paths: Iterable[Path | None], overwrite: bool) -> None:
-    """Refuse to replace existing files unless ``overwrite``; refuse folders outright."""
+def check_outputs(paths: Iterable[Path | None], overwrite: bool,
+                  inputs: Iterable[Path] = (), suffixes: tuple[str, ...] = ()) -> None:
+    """Validate output file paths before any work, so that a bad path never costs a run and
+    never leaves partial results: each must not be a folder, not exist (unless
+    ``overwrite``), not be an input, not repeat another output, end in one of ``suffixes`` (when
+    given), and lie in a folder that exists or can be created and is writable."""
+    seen: dict[Path, Path] = {}
+    given = {_key(p): p for p in inputs}
     for path in paths:
         if path is None:
             continue
+        if suffixes and not str(path).endswith(suffixes):
+            raise MssegError(f"{path}: output must end in {' or '.join(suffixes)}")
+        key = _key(path)
+        if key in given:
+            raise MssegError(f"{path}: output would overwrite the input {given[key]}")
+        if key in seen:
+            raise MssegError(f"{path}: given for two outputs; each needs its own file")
+        seen[key] = path
         if path.is_dir():
             raise MssegError(f"{path}: is a folder, expected a file path")
         if path.exists() and not overwrite:
             raise MssegError(f"{path}: exists; pass --overwrite to replace it")
+        check_folder(path.parent)
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse an output folder that cannot be created or written, before any work."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise MssegError(f"{existing}: is a broken link; cannot write under it")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise MssegError(f"{folder}: cannot write here: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MssegError(f"{folder}: cannot write here: {existing} is not writable")
+
+
+def _key(path: Path) -> Path:
+    return Path(os.path.realpath(path))
 
 
 def progress(items: Sequence, description: str, min_items: int = 5) -> Iterable:

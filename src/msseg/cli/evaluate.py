@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", type=int, help="evaluate voxels equal to this value of a label map")
     p.add_argument("--size-bins-mm3", default="10,50,200",
                    help="edges of the lesion-volume bins for detection rates")
+    p.add_argument("--structure", choices=("lesion", "cord"), default="lesion",
+                   help="in folders holding both a cord and a lesion mask per case (msseg "
+                   "segment's output), which one to score (default lesion)")
     p.add_argument("--stack-by-patient", action="store_true",
                    help="stack _chunk-N files of a patient before scoring")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -60,15 +63,15 @@ def run(args: argparse.Namespace) -> int:
     from msseg.evaluation.engine import evaluate_pairs, find_pairs, summarize
 
     options = options_from_args(args)
-    check_outputs((args.output, args.per_lesion, args.summary), args.overwrite)
-    pairs = find_pairs(args.pred, args.ref)
+    outputs = (args.output, args.per_lesion, args.summary)
+    check_outputs(outputs, args.overwrite, inputs=(args.pred, args.ref), suffixes=(".csv",))
+    pairs = find_pairs(args.pred, args.ref, args.structure)
     result = evaluate_pairs(pairs, options, args.stack_by_patient,
                             wrap=lambda groups: progress(groups, "evaluating"))
     summary = summarize(result, options)
-    for table, path in ((result.metrics, args.output), (result.lesions, args.per_lesion),
-                        (summary, args.summary)):
-        if path is not None:
-            io.write_csv(table, path)
+    io.write_csvs_together([(table, path) for table, path in
+                            zip((result.metrics, result.lesions, summary), outputs, strict=True)
+                            if path is not None])
     print_table(_terminal_summary(summary), f"msseg evaluate: {len(result.metrics)} case(s)")
     return 0
 

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every failure ends in one line on stderr and a non-zero exit code:
+    1 for bad input (:class:`MssegError`), 2 for usage errors, 3 for an internal error (the
+    traceback only with ``MSSEG_DEBUG=1``), 130 when interrupted; a closed stdout pipe
+    (``msseg segment --list | head -1``) ends quietly."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -58,8 +62,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except MssegError as exc:
-        print(f"msseg {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args.command, f"error: {exc}", 1)
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        return _fail(args.command, "interrupted", 130)
+    except MemoryError:
+        return _fail(args.command, "error: out of memory", 1)
+    except Exception as exc:  # never a traceback for users; MSSEG_DEBUG=1 shows it
+        if os.environ.get("MSSEG_DEBUG"):
+            raise
+        from msseg.io import describe
+
+        return _fail(args.command, f"internal error: {type(exc).__name__}: {describe(exc)} "
+                     "(please report it; MSSEG_DEBUG=1 shows the traceback)", 3)
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    try:
+        print(f"msseg {command}: {message}", file=sys.stderr)
+    except (BrokenPipeError, ValueError):
+        pass
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

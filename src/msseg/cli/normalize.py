@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_outputs([args.output], args.overwrite)
+    check_outputs([args.output], args.overwrite, inputs=[p for p in (args.input, args.mask) if p],
+                  suffixes=io.NIFTI_SUFFIXES)
     image = io.load(args.input)
     mask = None
     if args.mask is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -58,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="windows per network call (default: 4; nnU-Net folders on CPU: 1)")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes")
     p.add_argument("--dask-scheduler", help="address of a Dask distributed scheduler")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute scans whose outputs were made with other settings (or "
+                   "are not msseg's)")
     p.add_argument("--qc", type=Path, help="write a static QC page (index.html) into this folder")
     p.set_defaults(run=run)
 
@@ -73,18 +75,25 @@ def run(args: argparse.Namespace) -> int:
         return list_tasks()
     if not args.task or not args.input or not args.outdir:
         raise MssegError("give TASK, -i INPUT… and -o OUTDIR (or --list)")
+    if args.jobs < 1:
+        raise MssegError(f"--jobs {args.jobs}: must be ≥ 1")
+    outdir = args.outdir.absolute()
+    _check_outdir(outdir, args.qc)
     model = find_model(args.task)
     options = _options(args, model)
     inputs = collect_inputs(args.input)
-    jobs = [Job(path.resolve(), args.outdir.resolve(), model.path, options, args.soft, args.qc,
-                tuple(model.outputs)) for path in inputs]
+    jobs = [Job(path, outdir, model.path, options, args.soft, args.qc, tuple(model.outputs),
+                args.overwrite) for path in inputs]
+    _plan(jobs, args.overwrite)
+    created = not outdir.exists()
     single = len(jobs) == 1
-    summary = _run(jobs, args, write_summary=not single)
+    summary = _run(jobs, args)
     failed = summary[summary.status == "failed"]
     if single and len(failed):
+        _forget(jobs[0], outdir, created)
         raise MssegError(failed.iloc[0].error)
-    _write_summary(summary, args.outdir)
-    _write_options(model.path, options, args.outdir)
+    write_folder_summary(outdir)
+    _write_options(model.path, options, outdir)
     if args.qc is not None:
         from msseg.report.qc import write_index
 
@@ -92,10 +101,53 @@ def run(args: argparse.Namespace) -> int:
                   if j.done() and "table" in j.outputs()}
         print(f"QC page: {write_index(args.qc, summary, tables)}")
     print_table(summary.drop(columns="error"), f"msseg segment {model_name(model)}")
-    for row in failed.itertuples():
-        print(f"failed: {row.scan}: {row.error}", file=sys.stderr)
+    for row in summary[summary.status.str.startswith(("failed", "skipped (conflict"))].itertuples():
+        print(f"{row.status}: {row.scan}: {row.error}", file=sys.stderr)
     _print_viewer(jobs, summary)
     return 1 if len(failed) else 0
+
+
+def write_folder_summary(outdir: Path):
+    from msseg.inference.batch import write_folder_summary as write
+
+    return write(outdir)
+
+
+def _check_outdir(outdir: Path, qc: Path | None) -> None:
+    """Refuse an unusable output folder before any work; clear a killed run's temporaries."""
+    from msseg import io
+    from msseg.cli.common import check_folder
+
+    if outdir.exists() and not outdir.is_dir():
+        raise MssegError(f"{outdir}: is a file; -o needs a folder")
+    check_folder(outdir)
+    if qc is not None:
+        if qc.exists() and not qc.is_dir():
+            raise MssegError(f"{qc}: is a file; --qc needs a folder")
+        check_folder(qc)
+    io.remove_stale_temporaries(outdir)
+
+
+def _plan(jobs: list, overwrite: bool) -> None:
+    """Before any work: scans made with other settings (or files msseg did not write) are
+    refused without ``--overwrite``; with it, say which are recomputed and why."""
+    conflicts = [(job, state) for job in jobs if (state := job.state()).kind == "conflict"]
+    if conflicts and not overwrite:
+        more = f" (and {len(conflicts) - 1} more scan(s))" if len(conflicts) > 1 else ""
+        raise MssegError(f"{conflicts[0][1].reason}{more}; pass --overwrite to recompute, or "
+                         "choose another -o")
+    for job, state in conflicts:
+        print(f"recomputing {job.name}: {state.reason}", file=sys.stderr)
+
+
+def _forget(job, outdir: Path, created: bool) -> None:
+    """A refused single scan leaves nothing: its record, and the folders this run created."""
+    from msseg.inference import records
+
+    records.forget(outdir, job.name)
+    if created:
+        records.remove_if_empty(outdir / records.RECORD_DIR)
+        records.remove_if_empty(outdir)
 
 
 def _options(args: argparse.Namespace, model):
@@ -128,41 +180,30 @@ def _options(args: argparse.Namespace, model):
                                       min_lesion_volume_mm3=args.min_lesion_volume_mm3))
 
 
-def _run(jobs: list, args, write_summary: bool):
-    import pandas as pd
+def _run(jobs: list, args):
     from rich.progress import Progress
 
     from msseg.cli.common import stderr
     from msseg.inference.batch import run_batch
 
-    rows = []
     with Progress(console=stderr(), transient=True, disable=len(jobs) < 2) as progress:
         task = progress.add_task("segmenting", total=len(jobs))
 
         def done(row: dict) -> None:
-            rows.append(row)
             progress.advance(task)
-            if write_summary:  # kept current, so a killed batch still has its record
-                _write_summary(pd.DataFrame(rows), args.outdir)
+            if len(jobs) > 1 and row["status"] in ("ok", "failed"):
+                write_folder_summary(jobs[0].outdir)  # kept current for a killed batch
 
         return run_batch(jobs, args.jobs, args.dask_scheduler, done)
 
 
-def _write_summary(summary, outdir: Path) -> None:
-    from msseg import io
-
-    io.write_csv(summary, outdir / "summary.csv")
-
-
 def _write_options(model: Path, options, outdir: Path) -> None:
-    """Record the model and every option (post-processing included) beside the outputs."""
-    from msseg import __version__
+    """Record the model and every option (post-processing included) of the last run beside
+    the outputs (each scan's own record is in ``.msseg/``)."""
+    from msseg import __version__, io
 
     record = {"msseg": __version__, "model": str(model), "options": options.to_dict()}
-    path = outdir / "segment_options.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    io.write_text(json.dumps(record, indent=1), outdir / "segment_options.json")
 
 
 def _print_viewer(jobs: list, summary) -> None:

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise MssegError(f"{args.output}: output must be a .nii or .nii.gz file")
     groups = pair_labels(args.inputs, args.labels)
     outputs = {suffix: label_output(args.output, suffix) for suffix in groups}
-    check_outputs([args.output, *outputs.values()], args.overwrite)
+    check_outputs([args.output, *outputs.values()], args.overwrite,
+                  inputs=[*args.inputs, *args.labels])
     stitch_group(args.inputs, groups, args.output, outputs, args)
     return 0
 

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cord is not None:
         names["cord"] = f"{io.strip_nifti_suffix(args.cord.name)}_straight.nii.gz"
     outputs = {k: args.outdir / v for k, v in names.items()}
-    check_outputs(outputs.values(), args.overwrite)
+    check_outputs(outputs.values(), args.overwrite,
+                  inputs=[p for p in (args.input, args.cord) if p is not None])
     if args.xy_size_mm <= 0 or (args.spacing is not None and args.spacing <= 0):
         raise MssegError("--xy-size-mm and --spacing must be positive")
     image = io.load(args.input)

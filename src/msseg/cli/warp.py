@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not io.is_nifti(args.output):
         raise MssegError(f"{args.output}: output must be a .nii or .nii.gz file")
-    check_outputs([args.output], args.overwrite)
+    check_outputs([args.output], args.overwrite, inputs=[args.input, args.warp, args.dest])
     moving = io.load(args.input)
     field, field_affine = io.load_displacement(args.warp)
     dest = io.load(args.dest)

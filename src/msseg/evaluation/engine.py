@@ -48,6 +48,15 @@ METRIC_COLUMNS = (
 LESION_COLUMNS = ("case", "kind", "lesion_id", "volume_mm3", "overlap_fraction",
                   "true_positive", "chunk")
 
+#: Mask names per structure, to choose between a case's cord and lesion masks (``--structure``).
+STRUCTURE_SUFFIXES = {
+    "lesion": ("_label-lesion_seg", "_lesion-manual", "_lesion_seg", "_lesionseg", "_label-lesion",
+               "_lesion"),
+    "cord": ("_label-SC_seg", "_seg-manual", "_sc_seg", "_seg"),
+}
+STRUCTURES = tuple(STRUCTURE_SUFFIXES)
+#: Folders never searched for masks: version control, DataLad/git-annex, msseg's records.
+HIDDEN_FOLDERS = frozenset({".git", ".datalad", ".msseg"})
 
 @dataclass(frozen=True)
 class EvalOptions:
@@ -157,8 +166,15 @@ def check_same_grid(pred: Image, ref: Image, pred_path: Path, ref_path: Path) ->
                          f"{ref_path} affine {fmt(ref.affine)}")
 
 
-def find_pairs(pred: str | os.PathLike, ref: str | os.PathLike) -> list[CasePair]:
-    """Pair prediction and reference files (two files, or two folders matched by case id)."""
+def find_pairs(pred: str | os.PathLike, ref: str | os.PathLike,
+               structure: str = "lesion") -> list[CasePair]:
+    """Pair prediction and reference files (two files, or two folders matched by case id).
+
+    In a folder that holds masks of both structures for a case (``msseg segment``'s output:
+    ``X_label-SC_seg`` and ``X_label-lesion_seg``), ``structure`` (``lesion`` or ``cord``)
+    picks one; soft maps (``*_probseg``) are never scored."""
+    if structure not in STRUCTURES:
+        raise MssegError(f"--structure {structure!r}: choose one of {', '.join(STRUCTURES)}")
     pred, ref = Path(pred), Path(ref)
     for p in (pred, ref):
         if not p.exists():
@@ -167,7 +183,7 @@ def find_pairs(pred: str | os.PathLike, ref: str | os.PathLike) -> list[CasePair
         return [CasePair(case_id(ref), pred, ref)]
     if pred.is_dir() != ref.is_dir():
         raise MssegError(f"{pred} and {ref}: give two files or two folders")
-    preds, refs = _index_folder(pred), _index_folder(ref)
+    preds, refs = _index_folder(pred, structure), _index_folder(ref, structure)
     missing_pred = sorted(set(refs) - set(preds))
     missing_ref = sorted(set(preds) - set(refs))
     if missing_pred or missing_ref:
@@ -180,17 +196,39 @@ def find_pairs(pred: str | os.PathLike, ref: str | os.PathLike) -> list[CasePair
     return [CasePair(c, preds[c], refs[c]) for c in sorted(refs)]
 
 
-def _index_folder(folder: Path) -> dict[str, Path]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and io.is_nifti(p))
+def _index_folder(folder: Path, structure: str = "lesion") -> dict[str, Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and io.is_nifti(p)
+                   and not set(p.relative_to(folder).parts) & HIDDEN_FOLDERS
+                   and not io.strip_nifti_suffix(p.name).endswith("_probseg"))
     if not files:
         raise MssegError(f"{folder}: folder holds no NIfTI file")
     index: dict[str, Path] = {}
     for f in files:
         cid = case_id(f)
         if cid in index:
-            raise MssegError(f"{f}: case id {cid!r} also used by {index[cid]}")
-        index[cid] = f
+            chosen = _choose_structure(index[cid], f, structure)
+            if chosen is None:
+                raise MssegError(f"{f}: case id {cid!r} also used by {index[cid]}")
+            index[cid] = chosen
+        else:
+            index[cid] = f
     return index
+
+
+def _choose_structure(a: Path, b: Path, structure: str) -> Path | None:
+    """Of two masks of one case, the one named for ``structure`` (None when not decidable)."""
+    kinds = [_structure_of(p) for p in (a, b)]
+    if sorted(k for k in kinds if k) != sorted(STRUCTURES):
+        return None
+    return a if kinds[0] == structure else b
+
+
+def _structure_of(path: Path) -> str | None:
+    stem = io.strip_nifti_suffix(path.name)
+    for structure, suffixes in STRUCTURE_SUFFIXES.items():
+        if stem.endswith(suffixes):
+            return structure
+    return None
 
 
 # ------------------------------------------------------------------------------------ cohorts

@@ -14,13 +14,15 @@ multi-contrast spinal cord MS papers:
     where TP counts reference lesions.
   * Empty rules: both empty -> PPV = sensitivity = F1 = 1; reference empty, prediction not ->
     PPV 0, F1 0, sensitivity 1; prediction empty, reference not -> all 0. When every predicted
-    component touches R but no reference lesion reaches θ (TP + FP = 0), PPV = 0.
+    component touches R but no reference lesion reaches θ (TP + FP = 0), PPV = 1.0 exactly as
+    the fork computes it (found by running its test suite; sensitivity and F1 are then 0).
 
 ``symmetric`` — stricter: a predicted component is a true positive iff ``|p ∩ R| / |p| ≥ θ``
 (a sliver touching a lesion does not count), a reference lesion iff ``|r ∩ P| / |r| ≥ θ``.
   * ``PPV = TP_pred / n_pred``, ``sensitivity = TP_ref / n_ref``, ``F1`` = their harmonic mean.
   * Empty rules: sensitivity NaN when the reference is empty, PPV NaN when the prediction is
-    empty; F1 = 1 when both are empty, 0 when exactly one is.
+    empty; F1 = 1 when both are empty, 0 when exactly one is. The case above (every predicted
+    component only touching R) gives PPV 0 here: no component is a true positive.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def _published_scores(tp: int, fp: int, fn: int, n_ref: int, n_pred: int) -> dic
     if n_pred == 0:
         return {"lesion_ppv": 0.0, "lesion_sensitivity": 0.0, "lesion_f1": 0.0}
     return {
-        "lesion_ppv": tp / (tp + fp) if tp + fp else 0.0,
+        "lesion_ppv": tp / (tp + fp) if tp + fp else 1.0,  # the fork's value (see above)
         "lesion_sensitivity": tp / (tp + fn),
         "lesion_f1": 2 * tp / (2 * tp + fp + fn),
     }

@@ -3,9 +3,11 @@
 For input ``X.nii.gz`` the outputs are ``X_label-SC_seg.nii.gz`` (cord),
 ``X_label-lesion_seg.nii.gz``, ``X_label-<name>_seg.nii.gz`` for any other label of the model,
 (with ``soft``) ``X_label-lesion_probseg.nii.gz`` (the cord's for a model without lesions) and
-``X_lesions.csv``, written atomically, the table last. A scan whose outputs all exist is
-skipped, so a killed batch resumes without losing anything; a failing scan is recorded in
-``summary.csv`` with its error and does not stop the batch.
+``X_lesions.csv``, written atomically. Each scan has a record in ``OUTDIR/.msseg/``
+(:mod:`msseg.inference.records`): a scan done with the same model and options is skipped with
+its recorded summary row, so a killed batch resumes without losing anything; a failing scan is
+recorded in ``summary.csv`` with its error and does not stop the batch, nor does a worker
+process killed from outside.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +27,7 @@ import pandas as pd
 from msseg import io
 from msseg.data.index import is_mask_name
 from msseg.errors import MssegError
+from msseg.inference import records
 from msseg.inference.segment import SegmentOptions, make_segmenter
 from msseg.models.registry import open_model
 
@@ -35,13 +38,14 @@ SUMMARY_COLUMNS = ("scan", "status", "n_lesions", "total_lesion_volume_mm3", "co
 
 @dataclass(frozen=True)
 class Job:
-    image: Path
+    image: Path        # as the user gave it (absolute, links not resolved: names follow it)
     outdir: Path
     model: Path
     options: SegmentOptions
     soft: bool
     qcdir: Path | None = None
     masks: tuple[str, ...] = ("cord", "lesion")   # the model's named outputs
+    overwrite: bool = False                        # replace outputs made with other settings
 
     @property
     def name(self) -> str:
@@ -63,23 +67,35 @@ class Job:
             out["table"] = self.outdir / f"{self.name}_lesions.csv"
         return out
 
+    @property
+    def fingerprint(self) -> dict:
+        return records.fingerprint(self.model, self.options.to_dict(), self.soft, self.masks)
+
+    def state(self) -> records.State:
+        return records.state_of(self.outdir, self.name, self.outputs(), self.fingerprint)
+
     def done(self) -> bool:
-        return all(p.exists() for p in self.outputs().values())
+        return self.state().kind == "done"
 
 
 def collect_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given; folders searched recursively for images (masks and derivatives skipped)."""
+    """Files as given; folders searched recursively for images (masks, derivatives and hidden
+    folders such as ``.git`` skipped). Paths are made absolute but links are not followed, so
+    outputs are named after what the user sees (a DataLad/git-annex file, not its key)."""
     found: list[Path] = []
     for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise MssegError(f"{path}: no such file or folder")
+        path = Path(raw).absolute()
+        if not path.exists() and not path.is_symlink():
+            raise MssegError(f"{raw}: no such file or folder")
         if path.is_dir():
-            images = sorted(p for p in path.rglob("*") if p.is_file() and io.is_nifti(p)
-                            and "derivatives" not in p.parts
+            images = sorted(p for p in path.rglob("*") if io.is_nifti(p)
+                            and not any(part.startswith(".") for part in
+                                        p.relative_to(path).parts)
+                            and "derivatives" not in p.relative_to(path).parts
+                            and (p.is_file() or p.is_symlink())
                             and not is_mask_name(io.strip_nifti_suffix(p.name)))
             if not images:
-                raise MssegError(f"{path}: folder holds no NIfTI image")
+                raise MssegError(f"{raw}: folder holds no NIfTI image")
             found += images
         else:
             found.append(path)
@@ -98,36 +114,70 @@ def _segmenter(model: Path, options: SegmentOptions):
 
 
 def run_job(job: Job) -> dict:
-    """Segment one scan and write its outputs; never raises (errors go into the row)."""
-    out = job.outputs()
-    if job.done():
-        table = pd.read_csv(out["table"]) if "table" in out else None
-        return _row(job.name, "skipped (done)", table=table)
+    """Segment one scan and write its outputs and record; never raises (errors go into the
+    row). A scan already done with the same settings is skipped with its recorded row."""
+    state = job.state()
+    if state.kind == "done":
+        return _skipped(job)
     start = time.perf_counter()
     try:
-        image = io.load(job.image)
-        result = _segmenter(job.model, job.options).segment(image, str(job.image))
-        if job.qcdir is not None:
-            from msseg.report.qc import scan_figures
-
-            scan_figures(job.name, image, result.cord, result.lesion, job.qcdir)
-        for name in job.masks:
-            io.save_like(result.masks[name].data, image, out[name])
-        if job.soft:
-            io.save_like(result.probabilities[job.soft_of].data, image, out["probability"],
-                         np.float32)
-        if "table" in out:
-            io.write_csv(result.table, out["table"])  # last: its presence marks the scan done
-        cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3
-                    if result.cord is not None else float("nan"))
-        table = result.table if "lesion" in job.masks else None
-        return _row(job.name, "ok", table, cord_mm3, time.perf_counter() - start)
+        image = io.load(job.image)  # before anything is written: a bad input leaves nothing
     except MssegError as exc:
-        return _row(job.name, "failed", seconds=time.perf_counter() - start, error=str(exc))
-    except Exception as exc:  # a batch must survive any single failure
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return _row(job.name, "failed", seconds=time.perf_counter() - start,
-                    error=f"{job.image}: {detail}")
+        return _record_failure(job, time.perf_counter() - start, str(exc))
+    with records.scan_lock(job.outdir, job.name) as mine:
+        if not mine:
+            return _row(job.name, "skipped (running elsewhere)")
+        state = job.state()  # again under the lock: another process may have finished it
+        if state.kind == "done":
+            return _skipped(job)
+        if state.kind == "conflict" and not job.overwrite:
+            return _row(job.name, "skipped (conflict)", error=state.reason)
+        records.write_record(job.outdir, job.name, {"state": "running",
+                                                    "fingerprint": job.fingerprint,
+                                                    "input": str(job.image)})
+        try:
+            row = _segment(job, image, start)
+        except MssegError as exc:
+            return _record_failure(job, time.perf_counter() - start, str(exc))
+        except Exception as exc:  # a batch must survive any single failure
+            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            return _record_failure(job, time.perf_counter() - start, f"{job.image}: {detail}")
+        records.write_record(job.outdir, job.name, {
+            "state": "ok", "fingerprint": job.fingerprint, "input": str(job.image), "row": row,
+            "sizes": records.output_sizes(job.outputs())})
+        return row
+
+
+def _segment(job: Job, image, start: float) -> dict:
+    out = job.outputs()
+    result = _segmenter(job.model, job.options).segment(image, str(job.image))
+    if job.qcdir is not None:
+        from msseg.report.qc import scan_figures
+
+        scan_figures(job.name, image, result.cord, result.lesion, job.qcdir)
+    for name in job.masks:
+        io.save_like(result.masks[name].data, image, out[name])
+    if job.soft:
+        io.save_like(result.probabilities[job.soft_of].data, image, out["probability"],
+                     np.float32)
+    if "table" in out:
+        io.write_csv(result.table, out["table"])
+    cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3
+                if result.cord is not None else float("nan"))
+    table = result.table if "lesion" in job.masks else None
+    return _row(job.name, "ok", table, cord_mm3, time.perf_counter() - start)
+
+
+def _skipped(job: Job) -> dict:
+    record = records.read_record(job.outdir, job.name) or {}
+    return {**record.get("row", _row(job.name, "ok")), "status": "skipped (done)"}
+
+
+def _record_failure(job: Job, seconds: float, error: str) -> dict:
+    row = _row(job.name, "failed", seconds=seconds, error=error)
+    records.write_record(job.outdir, job.name, {"state": "failed", "fingerprint": job.fingerprint,
+                                                "input": str(job.image), "row": row})
+    return row
 
 
 def _row(name, status, table=None, cord_mm3=float("nan"), seconds=0.0, error="") -> dict:
@@ -139,28 +189,93 @@ def _row(name, status, table=None, cord_mm3=float("nan"), seconds=0.0, error="")
             "cord_volume_mm3": cord_mm3, "seconds": round(seconds, 3), "error": error}
 
 
+def folder_summary(outdir: Path) -> pd.DataFrame:
+    """``summary.csv``'s table: every finished scan recorded in the folder (this run's, earlier
+    runs', concurrent runs'), sorted by scan."""
+    return pd.DataFrame(records.finished_rows(outdir), columns=list(SUMMARY_COLUMNS))
+
+
+def write_folder_summary(outdir: Path) -> pd.DataFrame:
+    """Rebuild ``summary.csv`` from the records, under the folder lock (concurrent writers)."""
+    with records.folder_lock(outdir):
+        summary = folder_summary(outdir)
+        io.write_csv(summary, outdir / "summary.csv")
+    return summary
+
+
 def run_batch(jobs: list[Job], n_jobs: int = 1, dask_scheduler: str | None = None,
-              on_done: Callable[[dict], None] = lambda row: None) -> pd.DataFrame:
+              on_done: Callable[[dict], None] = lambda row: None,
+              worker: Callable[[Job], dict] = run_job) -> pd.DataFrame:
     """Run every job; ``on_done`` sees each summary row as it completes (progress, resume)."""
     rows = []
-    if dask_scheduler:
-        from dask.distributed import Client
-        from dask.distributed import as_completed as dask_completed
 
-        with Client(dask_scheduler) as client:
-            futures = client.map(run_job, jobs, pure=False)
-            for future in dask_completed(futures):
-                rows.append(future.result())
-                on_done(rows[-1])
+    def finish(row: dict) -> None:
+        rows.append(row)
+        on_done(row)
+
+    if dask_scheduler:
+        _run_dask(jobs, dask_scheduler, worker, finish)
     elif n_jobs > 1:
-        with ProcessPoolExecutor(n_jobs) as pool:
-            for future in as_completed([pool.submit(run_job, job) for job in jobs]):
-                rows.append(future.result())
-                on_done(rows[-1])
+        _run_pool(jobs, n_jobs, worker, finish)
     else:
         for job in jobs:
-            rows.append(run_job(job))
-            on_done(rows[-1])
+            finish(worker(job))
     order = {job.name: i for i, job in enumerate(jobs)}
     rows.sort(key=lambda r: order[r["scan"]])
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def _run_dask(jobs, address: str, worker, finish) -> None:
+    from dask.distributed import Client
+    from dask.distributed import as_completed as dask_completed
+
+    try:
+        client = Client(address, timeout="15s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise MssegError(f"--dask-scheduler {address}: cannot reach the scheduler "
+                         f"({io.describe(exc)})") from exc
+    with client:
+        futures = client.map(worker, jobs, pure=False)
+        for future in dask_completed(futures):
+            finish(future.result())
+
+
+def _run_pool(jobs: list[Job], n_jobs: int, worker, finish) -> None:
+    """Local worker processes, at most ``n_jobs`` scans in flight. A worker killed from outside
+    (an out-of-memory kill) breaks the whole pool: the scans that were in flight are retried one
+    at a time, a scan whose worker dies again while running alone is recorded as failed, and
+    the batch goes on in a fresh pool."""
+    queue, lost_before = list(jobs), set()
+    while queue:
+        suspect = next((j for j in queue if j.name in lost_before), None)
+        if suspect is not None:
+            queue.remove(suspect)
+            if _pool_pass([suspect], 1, worker, finish)[0]:
+                finish(_record_failure(suspect, 0.0, f"{suspect.image}: the worker process "
+                                       "died (killed from outside, e.g. out of memory)"))
+            continue
+        lost, unrun = _pool_pass(queue, n_jobs, worker, finish)
+        lost_before |= {j.name for j in lost}
+        queue = lost + unrun
+
+
+def _pool_pass(queue: list[Job], width: int, worker, finish) -> tuple[list[Job], list[Job]]:
+    """Run ``queue`` with ``width`` scans in flight; on a broken pool return (the jobs in flight,
+    the jobs not started), else two empty lists."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    todo, running = list(queue), {}
+    with ProcessPoolExecutor(width) as pool:
+        while todo or running:
+            while todo and len(running) < width:
+                job = todo.pop(0)
+                running[pool.submit(worker, job)] = job
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    finish(future.result())
+                except BrokenProcessPool:
+                    return [job, *running.values()], todo
+    return [], []
