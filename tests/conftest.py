@@ -50,6 +50,26 @@ def shared_data() -> Path:
     assert not bad, f"a test modified the shared data: {bad[:5]}"
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny region-based model trained here on three phantoms (seconds): the machinery of
+    ``msseg segment`` without the cost of a real model. Returns (model folder, images)."""
+    from msseg.data.index import load_index
+    from msseg.training.config import TrainConfig
+    from msseg.training.loop import train
+    from msseg.training.package import package_checkpoint
+    from phantom_data import phantom_index
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    index = phantom_index(tmp, n=3)
+    config = TrainConfig(dataset=str(index), output=str(tmp / "run"), epochs=1,
+                         iterations_per_epoch=3, batch_size=2, patch_size=(32, 32),
+                         base_filters=4, max_filters=16, val_max_cases=1, num_threads=1)
+    run = train(config)
+    model = package_checkpoint(run / "checkpoint_best.pt", tmp / "model", "# tiny test model\n")
+    return model.path, [Path(r.image) for r in load_index(index)]
+
+
 def spine_images(data: Path) -> list[Path]:
     """Every readable 3D NIfTI under spine/ (the malformed-header file excluded; of the 14
     PAM50 maps, which share one large grid, only the cord map)."""

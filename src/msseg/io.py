@@ -59,8 +59,7 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
     import nibabel as nib
 
     path = Path(path)
-    if not path.exists():
-        raise MssegError(f"{path}: no such file")
+    check_exists(path)
     if path.is_dir():
         raise MssegError(f"{path}: is a folder, expected a NIfTI file")
     if not is_nifti(path):
@@ -73,7 +72,8 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
         except MemoryError as exc:
             raise MssegError(f"{path}: not enough memory to read the image") from exc
         except Exception as exc:  # nibabel raises many types for corrupt files
-            raise MssegError(f"{path}: cannot read the voxel data ({describe(exc)})") from exc
+            raise MssegError(f"{path}: cannot read the voxel data, the file is truncated or "
+                              f"damaged ({describe(exc)})") from exc
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -81,6 +81,15 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
     _check_values(path, data, allow_nan)
     _check_affine(path, nii.affine, "affine")
     return Image(data, nii.affine, nii.header.copy())
+
+
+def check_exists(path: Path) -> None:
+    """Refuse a missing path, saying so when it is a link whose target is absent."""
+    if path.is_symlink() and not path.exists():
+        raise MssegError(f"{path}: broken link (in a DataLad/git-annex dataset, `datalad get` "
+                         "the file first)")
+    if not path.exists():
+        raise MssegError(f"{path}: no such file or folder")
 
 
 def describe(exc: BaseException) -> str:
@@ -124,7 +133,8 @@ def read_raw_header(path: Path):
     except MssegError:
         raise
     except Exception as exc:
-        raise MssegError(f"{path}: cannot read the NIfTI header ({describe(exc)})") from exc
+        raise MssegError(f"{path}: not a valid NIfTI header, the file is damaged or not NIfTI "
+                         f"({describe(exc)})") from exc
 
 
 def check_header(path: Path, header) -> None:
@@ -167,7 +177,11 @@ def _fmt(values: np.ndarray) -> str:
 
 
 def _check_affine(path: Path, affine: np.ndarray, name: str) -> None:
-    matrix = np.asarray(affine, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        _check_matrix(path, np.asarray(affine, dtype=np.float64), name)
+
+
+def _check_matrix(path: Path, matrix: np.ndarray, name: str) -> None:
     if not np.isfinite(matrix).all():
         raise MssegError(f"{path}: the {name} holds NaN or infinite values; the voxels have no "
                          "position in space")

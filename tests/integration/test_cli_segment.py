@@ -18,27 +18,10 @@ import pytest
 
 from msseg import io
 from msseg.cli.main import main
-from msseg.data.index import load_index
 from msseg.evaluation.voxel import dice
 from msseg.inference.segment import Segmenter, SegmentOptions
 from msseg.models.registry import bundled_models, find_model
 from msseg.postprocess import dilate_mm
-from msseg.training.config import TrainConfig
-from msseg.training.loop import train
-from msseg.training.package import package_checkpoint
-from phantom_data import phantom_index
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tiny")
-    index = phantom_index(tmp, n=3)
-    config = TrainConfig(dataset=str(index), output=str(tmp / "run"), epochs=1,
-                         iterations_per_epoch=3, batch_size=2, patch_size=(32, 32),
-                         base_filters=4, max_filters=16, val_max_cases=1, num_threads=1)
-    run = train(config)
-    model = package_checkpoint(run / "checkpoint_best.pt", tmp / "model", "# tiny test model\n")
-    return model.path, [Path(r.image) for r in load_index(index)]
 
 
 def digest(path: Path) -> str:

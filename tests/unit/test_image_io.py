@@ -132,7 +132,7 @@ def test_resample_labels_nearest_keeps_dtype_and_values():
 
 
 @pytest.mark.parametrize("content,message", [
-    (None, "no such file"), (b"not a nifti", "cannot read"),
+    (None, "no such file"), (b"not a nifti", "not a valid NIfTI header"),
 ])
 def test_load_rejects_missing_and_corrupt(tmp_path, content, message):
     path = tmp_path / "x.nii.gz"
@@ -171,3 +171,47 @@ def test_crop_keeps_world_positions():
     np.testing.assert_allclose(sub.world_coordinates([[0, 0, 0]]),
                                image.world_coordinates([[2, 1, 0]]))
     assert sub.data[1, 2, 3] == image.data[3, 3, 3]
+
+
+def test_masks_keep_nifti2_and_trailing_singleton_dimension(tmp_path):
+    data = np.random.default_rng(3).random((5, 4, 3, 1)).astype(np.float32)
+    affine = np.diag([0.5, 0.6, 2.0, 1.0])
+    for klass, name in ((nib.Nifti2Image, "two.nii.gz"), (nib.Nifti1Image, "four_d.nii.gz")):
+        klass(data, affine).to_filename(tmp_path / name)
+        image = io.load(tmp_path / name)
+        assert image.shape == (5, 4, 3)
+        io.save_like(image.data > 0.5, image, tmp_path / f"mask_{name}")
+        out = nib.load(tmp_path / f"mask_{name}")
+        assert type(out) is klass and out.shape == (5, 4, 3, 1)
+        np.testing.assert_array_equal(out.get_fdata()[..., 0], image.data > 0.5)
+        np.testing.assert_array_equal(out.affine, image.affine)
+
+
+def test_float64_intensities_beyond_float32_are_refused(tmp_path):
+    data = np.ones((3, 3, 3))
+    data[0, 0, 0] = 1e300
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "big.nii")
+    with pytest.raises(MssegError, match="beyond 32-bit floats"):
+        io.load(tmp_path / "big.nii")
+
+
+def test_gzip_length_counts_when_the_stored_length_is_short(tmp_path):
+    import gzip
+
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(b"a" * 1000) + gzip.compress(b"b" * 500))  # two members
+    assert io._gzip_length(path, 1400) >= 1400
+    assert io._gzip_length(path, 5000) == 1500
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    import os
+    import socket
+
+    dead = tmp_path / f".tmp-{socket.gethostname()}-999999999-ab.nii.gz"
+    alive = tmp_path / f".tmp-{socket.gethostname()}-{os.getpid()}-cd.nii.gz"
+    other_host = tmp_path / ".tmp-elsewhere-999999999-ef.csv"
+    for p in (dead, alive, other_host):
+        p.write_bytes(b"x")
+    assert io.remove_stale_temporaries(tmp_path) == [dead]
+    assert alive.exists() and other_host.exists()

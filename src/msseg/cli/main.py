@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -60,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            if not os.environ.get("MSSEG_DEBUG"):  # library warnings are noise to users
+                warnings.simplefilter("ignore")
+            return int(args.run(args) or 0)
     except MssegError as exc:
         return _fail(args.command, f"error: {exc}", 1)
     except BrokenPipeError:

@@ -177,8 +177,7 @@ def find_pairs(pred: str | os.PathLike, ref: str | os.PathLike,
         raise MssegError(f"--structure {structure!r}: choose one of {', '.join(STRUCTURES)}")
     pred, ref = Path(pred), Path(ref)
     for p in (pred, ref):
-        if not p.exists():
-            raise MssegError(f"{p}: no such file or folder")
+        io.check_exists(p)
     if pred.is_file() and ref.is_file():
         return [CasePair(case_id(ref), pred, ref)]
     if pred.is_dir() != ref.is_dir():

@@ -230,7 +230,7 @@ def _run_dask(jobs, address: str, worker, finish) -> None:
     from dask.distributed import as_completed as dask_completed
 
     try:
-        client = Client(address, timeout="15s")
+        client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise MssegError(f"--dask-scheduler {address}: cannot reach the scheduler "
                          f"({io.describe(exc)})") from exc
@@ -262,11 +262,14 @@ def _run_pool(jobs: list[Job], n_jobs: int, worker, finish) -> None:
 def _pool_pass(queue: list[Job], width: int, worker, finish) -> tuple[list[Job], list[Job]]:
     """Run ``queue`` with ``width`` scans in flight; on a broken pool return (the jobs in flight,
     the jobs not started), else two empty lists."""
+    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     todo, running = list(queue), {}
-    with ProcessPoolExecutor(width) as pool:
+    # spawned, not forked: a fork of a process whose PyTorch/OpenMP threads are running can
+    # deadlock in the child
+    with ProcessPoolExecutor(width, mp_context=multiprocessing.get_context("spawn")) as pool:
         while todo or running:
             while todo and len(running) < width:
                 job = todo.pop(0)

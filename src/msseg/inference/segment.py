@@ -94,11 +94,21 @@ class SegmentResult:
         return self.probabilities.get("lesion")
 
 
+#: Plausible MRI voxel sizes (mm): outside, a header is wrong (units, pixdim) and resampling
+#: to a model's grid would need absurd memory (1e-3 mm voxels asked for 44 GiB).
+MIN_VOXEL_MM, MAX_VOXEL_MM = 0.05, 20.0
+
+
 def check_image(image: Image, name: str) -> None:
     """Refuse inputs the pipeline cannot segment meaningfully, naming the file."""
     if min(image.shape) < 2:
         raise MssegError(f"{name}: image has shape {image.shape}; need at least 2 voxels "
                          "along every axis (a single slice cannot be segmented in 3D context)")
+    spacing = np.asarray(image.spacing)
+    if spacing.min() < MIN_VOXEL_MM or spacing.max() > MAX_VOXEL_MM:
+        raise MssegError(f"{name}: voxel size {'×'.join(f'{s:.3g}' for s in spacing)} mm is "
+                         f"outside what MRI acquires ({MIN_VOXEL_MM:g}–{MAX_VOXEL_MM:g} mm); "
+                         "check the header's voxel size and units")
     if image.data.min() == image.data.max():  # (np.ptp can overflow on int16)
         raise MssegError(f"{name}: image is empty (all voxels equal {image.data.flat[0]:g})")
     angle = obliquity_deg(image.affine)
