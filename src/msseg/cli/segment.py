@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from msseg.errors import MssegError
+
+SUMMARY_EVERY_S = 5.0  # summary.csv rewritten during a batch at most this often
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -186,13 +189,16 @@ def _run(jobs: list, args):
     from msseg.cli.common import stderr
     from msseg.inference.batch import run_batch
 
+    last = [time.monotonic()]
     with Progress(console=stderr(), transient=True, disable=len(jobs) < 2) as progress:
         task = progress.add_task("segmenting", total=len(jobs))
 
         def done(row: dict) -> None:
             progress.advance(task)
-            if len(jobs) > 1 and row["status"] in ("ok", "failed"):
-                write_folder_summary(jobs[0].outdir)  # kept current for a killed batch
+            # kept current for a killed batch, at most every few seconds (thousands of scans)
+            if len(jobs) > 1 and time.monotonic() - last[0] > SUMMARY_EVERY_S:
+                write_folder_summary(jobs[0].outdir)
+                last[0] = time.monotonic()
 
         return run_batch(jobs, args.jobs, args.dask_scheduler, done)
 

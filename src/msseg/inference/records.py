@@ -74,6 +74,8 @@ def state_of(outdir: Path, name: str, outputs: dict[str, Path], wanted: dict) ->
         if present:
             return State("conflict", f"{present[0]} exists and msseg has no record of making it")
         return State("new")
+    if record.get("state") != "ok" and not present:
+        return State("redo", f"{name}: previous run {record.get('state', 'unfinished')}")
     if record.get("fingerprint") != wanted:
         return State("conflict", f"{name} was made with other settings "
                      f"({describe_change(record.get('fingerprint') or {}, wanted)})")
