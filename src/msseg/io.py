@@ -83,6 +83,22 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
     return Image(data, nii.affine, nii.header.copy())
 
 
+def load_header(path: str | os.PathLike):
+    """The header of a NIfTI file, checked as :func:`load` checks it, without reading voxels."""
+    import nibabel as nib
+
+    path = Path(path)
+    check_exists(path)
+    if not is_nifti(path) or path.is_dir():
+        raise MssegError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
+    check_header(path, read_raw_header(path))
+    with _quiet_nibabel():
+        try:
+            return nib.load(str(path)).header
+        except Exception as exc:
+            raise MssegError(f"{path}: not a valid NIfTI header ({describe(exc)})") from exc
+
+
 def check_exists(path: Path) -> None:
     """Refuse a missing path, saying so when it is a link whose target is absent."""
     if path.is_symlink() and not path.exists():

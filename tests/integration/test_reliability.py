@@ -41,6 +41,7 @@ def argv_for(command: str, bad: Path, good: Path, mask: Path, out: Path, model: 
         "evaluate": ["evaluate", "-p", bad, "-r", mask, "-o", out / "m.csv"],
         "stitch": ["stitch", bad, good, "-o", out / "s.nii.gz"],
         "straighten": ["straighten", "-i", bad, "-s", mask, "-o", out],
+        "dataset": ["dataset", "scan", bad.parent, "-o", out / "dataset.json"],
     }[command]
 
 
@@ -52,7 +53,12 @@ def one_error_line(capsys) -> str:
     return lines[0]
 
 
+#: kinds a folder scan meets (a NIfTI-named file in the tree) and refuses from the header alone
+HEADER_KINDS = {"zero pixdim", "NaN sform", "singular sform", "NaN qform", "header claims 13 GB",
+                "zero-size dimension", "complex", "RGB", "truncated .nii", "empty file",
+                "garbage header", "not gzip"}
 CASES = [(k, c) for k in CATALOGUE for c in COMMANDS if k.scope == "all" or c in SCAN_COMMANDS]
+CASES += [(k, "dataset") for k in CATALOGUE if k.name in HEADER_KINDS]
 
 
 @pytest.mark.parametrize("kind,command", CASES, ids=[f"{c}-{k.name}" for k, c in CASES])

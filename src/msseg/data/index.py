@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from msseg.errors import MssegError
-from msseg.io import is_nifti, strip_nifti_suffix
+from msseg.io import is_nifti, load_header, strip_nifti_suffix
 
 CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_manual_segmentation", "_sc_seg",
                  "_seg")
@@ -72,7 +72,8 @@ def scan(root: str | Path) -> list[Record]:
     root = Path(root)
     if not root.is_dir():
         raise MssegError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_nifti(p))
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_nifti(p)
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
     masks = [p for p in files if is_mask_name(strip_nifti_suffix(p.name))]
     images = [p for p in files if p not in set(masks) and "derivatives" not in p.parts]
     if not images:
@@ -84,7 +85,7 @@ def scan(root: str | Path) -> list[Record]:
 def _record(root: Path, image: Path, masks: list[Path], sites: dict[str, str]) -> Record:
     stem = strip_nifti_suffix(image.name)
     entities = dict(ENTITY.findall(stem))
-    header = nib.load(str(image)).header
+    header = load_header(image)
     affine = header.get_best_affine()
     rel = image.relative_to(root)
     patient = ("sub-" + entities["sub"]) if "sub" in entities else _plain_patient(rel, stem)
