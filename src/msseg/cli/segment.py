@@ -148,8 +148,8 @@ def _forget(job, outdir: Path, created: bool) -> None:
     from msseg.inference import records
 
     records.forget(outdir, job.name)
+    records.remove_if_empty(outdir / records.RECORD_DIR)
     if created:
-        records.remove_if_empty(outdir / records.RECORD_DIR)
         records.remove_if_empty(outdir)
 
 
