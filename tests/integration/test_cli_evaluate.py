@@ -134,7 +134,8 @@ def test_bad_inputs_one_line_error_no_outputs(tmp_path, capsys):
     four = write(tmp_path / "4d.nii.gz", np.zeros((20, 20, 6, 2)))
     run_expect_error(tmp_path, capsys, four, ref, message="3D")
     (tmp_path / "junk.nii.gz").write_bytes(b"junk")
-    run_expect_error(tmp_path, capsys, tmp_path / "junk.nii.gz", ref, message="not a valid NIfTI header")
+    run_expect_error(tmp_path, capsys, tmp_path / "junk.nii.gz", ref,
+                     message="not a valid NIfTI header")
     run_expect_error(tmp_path, capsys, tmp_path / "absent.nii.gz", ref, message="no such file")
     soft = write(tmp_path / "soft.nii.gz", blob() * 0.7, dtype=np.float32)
     run_expect_error(tmp_path, capsys, soft, ref, message="not binary")
