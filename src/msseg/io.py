@@ -59,12 +59,7 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
     import nibabel as nib
 
     path = Path(path)
-    check_exists(path)
-    if path.is_dir():
-        raise MssegError(f"{path}: is a folder, expected a NIfTI file")
-    if not is_nifti(path):
-        raise MssegError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
-    check_header(path, read_raw_header(path))
+    _check_file(path)
     with _quiet_nibabel():
         try:
             nii = nib.load(str(path))
@@ -88,15 +83,31 @@ def load_header(path: str | os.PathLike):
     import nibabel as nib
 
     path = Path(path)
-    check_exists(path)
-    if not is_nifti(path) or path.is_dir():
-        raise MssegError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
-    check_header(path, read_raw_header(path))
+    _check_file(path)
     with _quiet_nibabel():
         try:
             return nib.load(str(path)).header
         except Exception as exc:
             raise MssegError(f"{path}: not a valid NIfTI header ({describe(exc)})") from exc
+
+
+def _check_file(path: Path) -> None:
+    """An existing NIfTI file whose stored header passes :func:`check_header`."""
+    check_exists(path)
+    if path.is_dir():
+        raise MssegError(f"{path}: is a folder, expected a NIfTI file")
+    if not is_nifti(path):
+        raise MssegError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
+    check_header(path, read_raw_header(path))
+
+
+def find_nifti(folder: Path, broken_links: bool = False) -> list[Path]:
+    """NIfTI files under ``folder``, sorted, never inside a hidden folder (``.git``,
+    DataLad/git-annex objects, msseg's ``.msseg`` records); links whose target is absent only
+    with ``broken_links`` (so that loading them can say so)."""
+    return sorted(p for p in folder.rglob("*") if is_nifti(p)
+                  and (p.is_file() or (broken_links and p.is_symlink() and not p.exists()))
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def check_exists(path: Path) -> None:

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from msseg.cli.common import print_table
-    from msseg.inference.batch import Job, collect_inputs
+    from msseg.inference.batch import Job, collect_inputs, write_folder_summary
     from msseg.models.registry import find_model, model_name
 
     if args.list:
@@ -108,12 +108,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row.status}: {row.scan}: {row.error}", file=sys.stderr)
     _print_viewer(jobs, summary)
     return 1 if len(failed) else 0
-
-
-def write_folder_summary(outdir: Path):
-    from msseg.inference.batch import write_folder_summary as write
-
-    return write(outdir)
 
 
 def _check_outdir(outdir: Path, qc: Path | None) -> None:
@@ -187,7 +181,7 @@ def _run(jobs: list, args):
     from rich.progress import Progress
 
     from msseg.cli.common import stderr
-    from msseg.inference.batch import run_batch
+    from msseg.inference.batch import run_batch, write_folder_summary
 
     last = [time.monotonic()]
     with Progress(console=stderr(), transient=True, disable=len(jobs) < 2) as progress:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from msseg.errors import MssegError
-from msseg.io import is_nifti, load_header, strip_nifti_suffix
+from msseg.io import find_nifti, load_header, strip_nifti_suffix
 
 CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_manual_segmentation", "_sc_seg",
                  "_seg")
@@ -72,8 +72,7 @@ def scan(root: str | Path) -> list[Record]:
     root = Path(root)
     if not root.is_dir():
         raise MssegError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_nifti(p)
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = find_nifti(root)
     masks = [p for p in files if is_mask_name(strip_nifti_suffix(p.name))]
     images = [p for p in files if p not in set(masks) and "derivatives" not in p.parts]
     if not images:

@@ -55,8 +55,6 @@ STRUCTURE_SUFFIXES = {
     "cord": ("_label-SC_seg", "_seg-manual", "_sc_seg", "_seg"),
 }
 STRUCTURES = tuple(STRUCTURE_SUFFIXES)
-#: Folders never searched for masks: version control, DataLad/git-annex, msseg's records.
-HIDDEN_FOLDERS = frozenset({".git", ".datalad", ".msseg"})
 
 @dataclass(frozen=True)
 class EvalOptions:
@@ -196,9 +194,8 @@ def find_pairs(pred: str | os.PathLike, ref: str | os.PathLike,
 
 
 def _index_folder(folder: Path, structure: str = "lesion") -> dict[str, Path]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and io.is_nifti(p)
-                   and not set(p.relative_to(folder).parts) & HIDDEN_FOLDERS
-                   and not io.strip_nifti_suffix(p.name).endswith("_probseg"))
+    files = [p for p in io.find_nifti(folder)
+             if not io.strip_nifti_suffix(p.name).endswith("_probseg")]
     if not files:
         raise MssegError(f"{folder}: folder holds no NIfTI file")
     index: dict[str, Path] = {}

@@ -88,12 +88,9 @@ def collect_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if not path.exists() and not path.is_symlink():
             raise MssegError(f"{raw}: no such file or folder")
         if path.is_dir():
-            images = sorted(p for p in path.rglob("*") if io.is_nifti(p)
-                            and not any(part.startswith(".") for part in
-                                        p.relative_to(path).parts)
-                            and "derivatives" not in p.relative_to(path).parts
-                            and (p.is_file() or p.is_symlink())
-                            and not is_mask_name(io.strip_nifti_suffix(p.name)))
+            images = [p for p in io.find_nifti(path, broken_links=True)
+                      if "derivatives" not in p.relative_to(path).parts
+                      and not is_mask_name(io.strip_nifti_suffix(p.name))]
             if not images:
                 raise MssegError(f"{raw}: folder holds no NIfTI image")
             found += images
