@@ -12,17 +12,25 @@ folders), ``msseg evaluate -p PRED -r REF -o metrics.csv`` in a fresh process (i
 imports, file reading, all metrics, writing, exit), wall time and peak RSS, median of
 ``--repeats`` runs.
 
-MetricsReloaded itself, the peer the speed issue names, is not on PyPI (it installs from GitHub,
-which this machine cannot reach), so it cannot run here; its values are matched by the tests
-(the metric definitions, empty rules and its own test-suite cases).
+MetricsReloaded, the peer the speed issue names (``--metricsreloaded DIR``: a folder holding its
+``MetricsReloaded`` package, e.g. a checkout of github.com/Project-MONAI/MetricsReloaded; it is
+not on PyPI), runs in a separate process — its own interpreter with ``--peer-python``, so its
+environment never mixes with msseg's — on the same 30 pairs (saved to an .npz): its
+``BinaryPairwiseMeasures`` with the measures ``dsc``, ``nsd`` (τ = 1 mm), ``hd_perc`` (95) and
+``assd``, pixdim (1, 1, 1), timed inside that process (imports and loading not counted).
+Its values are compared with msseg's and the ratio MetricsReloaded / msseg is printed twice:
+against msseg's in-memory time for every metric, and against the whole ``msseg evaluate``
+command from files.
 
 Run: .venv/bin/python benchmarks/evaluate_speed.py [--data ../shared/data] [--repeats 5]
-Prints per-case times and the ratio peer / msseg measured in this run.
+     [--metricsreloaded DIR [--peer-python PYTHON]]
+Prints per-case times and the ratios peer / msseg measured in this run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -71,6 +79,38 @@ def peer(pred: np.ndarray, ref: np.ndarray) -> dict:
     return out
 
 
+METRICSRELOADED = """
+import json, sys, time, warnings
+import numpy as np
+from MetricsReloaded.metrics.pairwise_measures import BinaryPairwiseMeasures
+warnings.simplefilter("ignore")
+arrays = np.load(sys.argv[1])
+pairs = [(arrays[f"pred{i}"], arrays[f"ref{i}"]) for i in range(len(arrays.files) // 2)]
+measures = ["dsc", "nsd", "hd_perc", "assd"]
+results, start = [], time.perf_counter()
+for pred, ref in pairs:
+    bpm = BinaryPairwiseMeasures(pred, ref, measures=measures, pixdim=(1, 1, 1),
+                                 dict_args={"nsd": 1.0, "hd_perc": 95})
+    results.append({m: float(bpm.measures_dict[m][0]()) for m in measures})
+print(json.dumps({"seconds": time.perf_counter() - start, "results": results}))
+"""
+#: MetricsReloaded's measure -> msseg's column
+MR_NAMES = {"dsc": "dice", "nsd": "nsd", "hd_perc": "hd95_mm", "assd": "assd_mm"}
+
+
+def metricsreloaded(pairs, folder: Path, package_dir: Path, python: str
+                    ) -> tuple[list[dict], float]:
+    """The peer in its own process: per-case values and the seconds of its metric loop."""
+    arrays = folder / "pairs.npz"
+    np.savez(arrays, **{f"{side}{i}": m.astype(np.uint8) for i, (p, r) in enumerate(pairs)
+                        for side, m in (("pred", p), ("ref", r))})
+    env = {**os.environ, "PYTHONPATH": str(package_dir)}
+    out = subprocess.run([python, "-c", METRICSRELOADED, str(arrays)], env=env,
+                         capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    return report["results"], report["seconds"]
+
+
 def timed(fn, pairs):
     results, start = [], time.perf_counter()
     for pred, ref in pairs:
@@ -82,6 +122,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/data")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--metricsreloaded", type=Path,
+                        help="folder holding the MetricsReloaded package (the peer)")
+    parser.add_argument("--peer-python", default=sys.executable,
+                        help="interpreter of the peer's environment")
     args = parser.parse_args()
     pairs = build_pairs(args.data)
     options = EvalOptions()
@@ -94,10 +138,19 @@ def main() -> None:
     print(f"MONAI + scipy  : {1000 * t_peer / n:8.1f} ms/case")
     print(f"ratio peer/msseg: {t_peer / t_ours:.1f}x   (largest value difference: {worst:.2g})")
     with tempfile.TemporaryDirectory() as tmp:
-        end_to_end(pairs, Path(tmp), args.repeats)
+        command_s = end_to_end(pairs, Path(tmp), args.repeats)
+        if args.metricsreloaded:
+            mr, t_mr = metricsreloaded(pairs, Path(tmp), args.metricsreloaded.resolve(),
+                                       args.peer_python)
+            worst = max(abs(row[m] - ours_row[name]) for row, ours_row in zip(mr, ours, strict=True)
+                        for m, name in MR_NAMES.items())
+            print(f"MetricsReloaded (dsc, nsd, hd_perc, assd): {1000 * t_mr / n:8.1f} ms/case, "
+                  f"{t_mr:.1f} s for the {n} pairs (largest value difference: {worst:.2g})")
+            print(f"ratio MetricsReloaded/msseg: {t_mr / t_ours:.1f}x in memory (msseg: every "
+                  f"metric), {t_mr / command_s:.1f}x against the whole msseg evaluate command")
 
 
-def end_to_end(pairs, folder: Path, repeats: int) -> None:
+def end_to_end(pairs, folder: Path, repeats: int) -> float:
     from msseg.image import Image
 
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -116,9 +169,10 @@ def end_to_end(pairs, folder: Path, repeats: int) -> None:
             raise RuntimeError(f"{command}: {proc.stderr.read().decode()[-1500:]}")
         runs.append((time.perf_counter() - start, usage.ru_maxrss / 1024))
     each = ", ".join(f"{s:.2f}" for s, _ in runs)
-    print(f"msseg evaluate, {len(pairs)} pairs from files, end to end: "
-          f"{statistics.median(s for s, _ in runs):.2f} s (runs {each}), "
-          f"peak {statistics.median(m for _, m in runs):.0f} MB")
+    seconds = statistics.median(s for s, _ in runs)
+    print(f"msseg evaluate, {len(pairs)} pairs from files, end to end: {seconds:.2f} s "
+          f"(runs {each}), peak {statistics.median(m for _, m in runs):.0f} MB")
+    return seconds
 
 
 if __name__ == "__main__":

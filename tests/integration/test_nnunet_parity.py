@@ -21,7 +21,11 @@ import nnunet_peer as peer
 from msseg import io
 from msseg.cli.main import main
 from msseg.evaluation.voxel import dice
+from msseg.inference.segment import CORD_HALF_WIDTH_MM, SegmentOptions
 from msseg.preprocess.orient import reorient
+
+#: how far the crop reaches beyond the centerline (values there are the whole image's)
+CROP_RADIUS_MM = CORD_HALF_WIDTH_MM + SegmentOptions().crop_margin_mm
 
 pytestmark = [pytest.mark.slow]
 
@@ -115,8 +119,8 @@ def test_2d_crop_matches_inside_the_cord_neighbourhood(models, tmp_path, backend
     seg, _ = nnunet_output(models["pred"]["2d"])
     cord = msseg_output(out, "t2_ms_cut", "SC_seg") > 0
     lesion = msseg_output(out, "t2_ms_cut", "lesion_seg") > 0
-    near = cord_neighbourhood(models["image"], radius_mm=15)
-    assert near.sum() > 5000
+    near = cord_neighbourhood(models["image"], radius_mm=CROP_RADIUS_MM)
+    assert near.sum() > 3000
     assert dice(cord[near], seg[near] >= 1) >= 0.99
     assert dice(lesion[near], seg[near] == 2) >= 0.99
     assert not cord[outside_crop(models["image"], margin_mm=20)].any()  # background there
@@ -124,7 +128,8 @@ def test_2d_crop_matches_inside_the_cord_neighbourhood(models, tmp_path, backend
 
 def outside_crop(image_path: Path, margin_mm: float) -> np.ndarray:
     """Voxels farther than ``margin_mm`` along x or y from the centerline's extent (the crop
-    reaches 15 mm beyond it along the grid axes; the scan is a few degrees oblique)."""
+    reaches CROP_RADIUS_MM beyond it along the grid axes; the scan is a few degrees
+    oblique)."""
     from msseg.centerline.finder import CenterlineFinder
 
     image = io.load(image_path)
@@ -186,7 +191,7 @@ def test_3d_fullres_matches_nnunet(models, tmp_path):
     print(f"3d: largest probability difference {difference.max():.2e}")
     assert difference.max() < 5e-3
     out = run_segment(models["folders"]["3d"], models["image"], tmp_path / "crop")
-    near = cord_neighbourhood(models["image"], radius_mm=15)
+    near = cord_neighbourhood(models["image"], radius_mm=CROP_RADIUS_MM)
     cropped = msseg_output(out, "t2_ms_cut", "SC_seg") > 0
     assert dice(cropped[near], seg[near] >= 1) >= 0.99
 

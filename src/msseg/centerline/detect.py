@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from msseg.centerline.optimize import PathCost, optimal_path
-from msseg.image import Image, spacing_from_affine
+from msseg.image import Image, bounding_box, spacing_from_affine
 
 
 @dataclass(frozen=True)
@@ -56,17 +56,27 @@ class Centerline:
 
 def slice_candidates(heat: np.ndarray, spacing: tuple[float, float],
                      options: CenterlineOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates of one axial slice: (n, 2) voxel positions and (n,) scores, best first."""
-    labels, n = ndimage.label(heat > options.threshold)
-    if n == 0:
+    """Candidates of one axial slice: (n, 2) voxel positions and (n, ) scores, best first.
+    A component's position is its deepest voxel (the centre of its deepest voxels where
+    several are as deep: a ridge of equal depth gives its middle, not one end). Computed inside the bounding box of the thresholded heatmap grown by one voxel:
+    every voxel outside it is background, so the distance map there is that of the whole
+    slice (the nearest background voxel of a voxel inside is never beyond the box's rim)."""
+    above = heat > options.threshold
+    box = bounding_box(above, margin=1)
+    if box is None:
         return np.zeros((0, 2)), np.zeros(0)
+    labels, n = ndimage.label(above[box])
     depth = ndimage.distance_transform_edt(labels > 0, sampling=spacing)
-    index = np.arange(1, n + 1)
-    peaks = np.asarray(ndimage.maximum_position(depth, labels, index), dtype=float)
-    deepest = np.asarray(ndimage.maximum(depth, labels, index), dtype=float)
-    mean_p = np.asarray(ndimage.mean(heat, labels, index), dtype=float)
+    peaks, deepest, mean_p = np.zeros((n, 2)), np.zeros(n), np.zeros(n)
+    for i, part in enumerate(ndimage.find_objects(labels)):
+        own = labels[part] == i + 1
+        inside = np.where(own, depth[part], -1.0)
+        deepest[i] = inside.max()
+        at = np.argwhere(inside == deepest[i]).mean(axis=0)
+        peaks[i] = at + [b.start + p.start for b, p in zip(box, part, strict=True)]
+        mean_p[i] = float(heat[box][part][own].mean(dtype=np.float64))
     scores = mean_p * np.minimum(1.0, deepest / options.cord_radius_mm)
-    order = np.argsort(-scores)[:options.max_candidates]
+    order = np.argsort(-scores, kind="stable")[:options.max_candidates]
     return peaks[order], scores[order]
 
 

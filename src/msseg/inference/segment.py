@@ -46,7 +46,7 @@ MAX_OBLIQUITY_DEG = 30.0
 #: Interpolation order bringing probabilities back to the input grid, per plan frame: cubic
 #: for slices resized to the patch (linear loses up to 4% of thin lesions' volume there).
 BACK_ORDER = {"image": 1, "centerline": 1, "resize": 3, "straightened": 1}
-CORD_HALF_WIDTH_MM = 10.0   # the crop box reaches this far beyond the centerline, plus margin
+CORD_HALF_WIDTH_MM = 7.0   # the crop box reaches this far beyond the centerline, plus margin
 
 
 @dataclass(frozen=True)
@@ -248,25 +248,46 @@ class Segmenter:
         prob, _ = self._predict(cut)
         return tube.paste(prob, work.shape, 0.0)
 
-    def _probabilities(self, work: Image, world: np.ndarray | None
+    def _probabilities(self, work: Image, world: np.ndarray | None,
+                       roi: np.ndarray | None = None
                        ) -> tuple[np.ndarray, tuple[slice, ...], np.ndarray | None]:
         """Region probabilities over a box of the work grid (0 elsewhere), that box, and the
-        neighbourhood of the centerline they were restricted to (None: none)."""
+        neighbourhood of the centerline they were restricted to (``roi``; None: none)."""
         whole = tuple(slice(0, n) for n in work.shape)
         if self.plan.frame == "centerline":
             if world is None:
                 return np.zeros((len(self.plan.regions), 1, 1, 1), np.float32), (
                     slice(0, 1),) * 3, None
             return self._tube_predict(work, world), whole, None
-        roi = None
         if self.plan.frame == "resize":   # only slices holding brain (all-zero slices: none)
             roi = np.broadcast_to((work.data != 0).any(axis=(0, 1)), work.shape)
-        elif world is not None and self.options.crop:
-            roi = cord_neighbourhood(work.shape, work.affine, world, self._margin_mm)
         prob, box = self._predict(work.data, roi)
         if roi is not None:
             prob[:, ~roi[box]] = 0
         return prob, box, roi
+
+    def _cropped_input(self, image: Image, world: np.ndarray) -> tuple[Image, np.ndarray]:
+        """The network grid around the cord: the neighbourhood of the centerline (``roi``) and
+        a volume whose voxels are preprocessed only where the windows touching it read
+        (:func:`~msseg.models.windows.windows_box`); the rest is never-touched zero memory.
+        The windows then see exactly the values of the whole-image preprocessing."""
+        from msseg.models.windows import windows_box
+        from msseg.preprocess.pipeline import network_grid, preprocess_box
+
+        shape, affine = network_grid(image, self.plan)
+        roi = cord_neighbourhood(shape, affine, world, self._margin_mm)
+        data = np.zeros(shape, np.float32)
+        found = bounding_box(roi)
+        if found is not None:
+            patch = tuple(self.plan.patch_size)
+            if self.plan.dims == 2:   # slices first, as the 2D runner takes them
+                z, x, y = windows_box((shape[2], *shape[:2]), patch,
+                                      (found[2], *found[:2]))
+                box = (x, y, z)
+            else:
+                box = windows_box(shape, patch, found)
+            data[box] = preprocess_box(image, self.plan, box)
+        return Image(data, affine), roi
 
     @property
     def _margin_mm(self) -> float:
@@ -283,8 +304,12 @@ class Segmenter:
             points = (np.linalg.inv(rpi.affine) @ np.column_stack(
                 [world, np.ones(len(world))]).T)[:2].T
             keep = tube_box(points, rpi, self.plan)
-        work = preprocess_image(image, self.plan, keep)
-        prob, box, roi = self._probabilities(work, world)
+        roi = None
+        if self.plan.frame == "image" and world is not None and self.options.crop:
+            work, roi = self._cropped_input(image, world)
+        else:
+            work = preprocess_image(image, self.plan, keep)
+        prob, box, roi = self._probabilities(work, world, roi)
         affine = work.crop(box).affine
         crop_box = None if roi is None else _bounding_box(roi)
         del work, roi   # the network grid's volume is not needed any more
@@ -304,18 +329,24 @@ class Segmenter:
 def cord_neighbourhood(shape: tuple[int, ...], affine: np.ndarray, world: np.ndarray,
                        margin_mm: float, step_mm: float = 0.5) -> np.ndarray:
     """The neighbourhood of the cord on a grid: around every point of the centerline (world
-    mm, densified to ``step_mm``), ± ``margin_mm`` along the two grid axes across the cord
-    and ± one step along the one closest to S–I — a tube, so a curved cord's box does not
-    grow with its curvature."""
+    mm, densified to ``step_mm``), ± ``margin_mm`` along the two grid axes across the cord,
+    on the slices of the axis closest to S–I whose slab the point lies in (the nearest
+    slice, and its neighbour when the point is within half a densification step of their
+    border, so no slice is skipped) — a tube, so a curved cord's box does not grow with its
+    curvature, and a thick slice holds the cord positions within its own thickness only."""
     world = _densified(world, step_mm)
     inverse = np.linalg.inv(affine)
     ijk = world @ inverse[:3, :3].T + inverse[:3, 3]
     spacing = spacing_from_affine(affine)
     along = int(np.argmax(np.abs(affine[2, :3]) / spacing))
     margin = np.ceil(margin_mm / spacing)
-    margin[along] = np.ceil(step_mm / spacing[along]) + 1
-    lo = np.clip(np.floor(ijk - margin), 0, shape).astype(int)
-    hi = np.clip(np.ceil(ijk + margin) + 1, 0, shape).astype(int)
+    lo = np.floor(ijk - margin)
+    hi = np.ceil(ijk + margin) + 1
+    reach = 0.5 + 0.5 * step_mm / spacing[along]
+    lo[:, along] = np.ceil(ijk[:, along] - reach)
+    hi[:, along] = np.floor(ijk[:, along] + reach) + 1
+    lo = np.clip(lo, 0, shape).astype(int)
+    hi = np.clip(hi, 0, shape).astype(int)
     mask = np.zeros(shape, bool)
     for a, b in zip(lo, hi, strict=True):
         mask[a[0]:b[0], a[1]:b[1], a[2]:b[2]] = True

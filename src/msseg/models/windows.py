@@ -98,6 +98,22 @@ def windows(shape: tuple[int, ...], patch: tuple[int, ...], step: float = 0.5,
     return [tuple(combo) for combo in itertools.product(*per_axis)]
 
 
+def windows_box(shape: tuple[int, ...], patch: tuple[int, ...], box: tuple[slice, ...],
+                step: float = 0.5, rule: str = "monai") -> tuple[slice, ...]:
+    """The part of an image of ``shape`` read by the windows that touch ``box`` (leading axes
+    not covered by the patch: ``box``'s own extent), as :meth:`WindowRunner.predict_extent`
+    places them — the input a prediction restricted to ``box`` needs, and no more."""
+    pads = pad_box(shape, patch)
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(shape, pads, strict=True))
+    shifted = tuple(slice(b.start + lo, b.stop + lo) for b, (lo, _) in
+                    zip(box, pads, strict=True))
+    sources = [_clip(w, pads, shape)[0] for w in windows(padded, patch, step, shifted, rule)]
+    if not sources:
+        return tuple(slice(0, 0) for _ in shape)
+    return tuple(slice(min(s[a].start for s in sources), max(s[a].stop for s in sources))
+                 for a in range(len(shape)))
+
+
 class WindowRunner:
     """Runs networks (a fold ensemble: logits averaged) over windows in batches, optionally
     averaging mirrored copies over ``mirror_axes`` (all their combinations, as nnU-Net does).

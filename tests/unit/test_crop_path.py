@@ -1,0 +1,185 @@
+"""The pieces that let `msseg segment` work on the cord's neighbourhood only, each against the
+whole-image computation it replaces: preprocessing of a box of the network grid, the part of the
+image the windows touching a box read, per-slice centerline candidates inside the heatmap's
+box, the neighbourhood's slices on thick and thin grids, and ISA-L reading of .nii.gz files."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from msseg import io
+from msseg.centerline.detect import CenterlineOptions, slice_candidates
+from msseg.errors import MssegError
+from msseg.image import Image, bounding_box
+from msseg.inference.segment import cord_neighbourhood
+from msseg.models.windows import WindowRunner, pad_box, windows, windows_box
+from msseg.preprocess.pipeline import network_grid, preprocess_box, preprocess_image
+from msseg.preprocess.plan import Plan
+
+
+def _scan(shape=(37, 29, 11), spacing=(0.69, 0.71, 5.0), seed=0) -> Image:
+    rng = np.random.default_rng(seed)
+    data = ndimage.gaussian_filter(rng.gamma(2.0, 80.0, shape), 1.5).astype(np.float32)
+    affine = np.diag([-spacing[0], spacing[1], spacing[2], 1.0])   # RAS -> LAS flips on read
+    affine[:3, 3] = [10.0, -20.0, 5.0]
+    return Image(data, affine)
+
+
+PLANS = {
+    "2d zscore": Plan(2, (0.5, 0.5), (16, 16), ((3, 3),), ((1, 1),), (8,)),
+    "2d nyul": Plan(2, (0.4, 0.6), (16, 16), ((3, 3),), ((1, 1),), (8,), normalization="nyul",
+                    intensity={"landmarks": list(np.linspace(0, 100, 11)), "mean": 40.0,
+                               "std": 20.0}),
+    "3d minmax": Plan(3, (0.5, 0.5, 2.0), (8, 8, 8), ((3, 3, 3),), ((1, 1, 1),), (8,),
+                      normalization="minmax"),
+}
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_preprocess_box_equals_the_whole_image_preprocessing_cropped(name):
+    plan, image = PLANS[name], _scan()
+    full = preprocess_image(image, plan)
+    shape, affine = network_grid(image, plan)
+    assert shape == full.shape and np.allclose(affine, full.affine)
+    rng = np.random.default_rng(1)
+    boxes = [tuple(slice(0, n) for n in shape), (slice(0, 1), slice(shape[1] - 1, None),
+                                                  slice(None))]
+    for _ in range(20):
+        lo = [int(rng.integers(0, n)) for n in shape]
+        boxes.append(tuple(slice(a, int(rng.integers(a + 1, n + 1)))
+                           for a, n in zip(lo, shape, strict=True)))
+    for box in boxes:
+        np.testing.assert_allclose(preprocess_box(image, plan, box), full.data[box], atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,patch", [((5, 300, 220), (64, 64)), ((5, 50, 40), (64, 64)),
+                                         ((90, 70, 40), (32, 32, 16))])
+def test_windows_box_is_what_the_windows_touching_the_box_read(shape, patch):
+    rng = np.random.default_rng(2)
+    lead = len(shape) - len(patch)
+    for _ in range(10):
+        lo = [int(rng.integers(0, n)) for n in shape]
+        box = tuple(slice(a, int(rng.integers(a + 1, n + 1))) for a, n in
+                    zip(lo, shape, strict=True))
+        pads = pad_box(shape, patch)
+        padded = tuple(n + a + b for n, (a, b) in zip(shape, pads, strict=True))
+        shifted = tuple(slice(b.start + a, b.stop + a) for b, (a, _) in
+                        zip(box, pads, strict=True))
+        read = np.zeros(shape, bool)
+        for w in windows(padded, patch, 0.5, shifted, "monai"):
+            src = tuple(slice(max(s.start - a, 0), min(s.stop - a, n))
+                        for s, (a, _), n in zip(w, pads, shape, strict=True))
+            read[src] = True
+        expected = bounding_box(read)
+        assert windows_box(shape, patch, box) == expected
+        assert all(b.start >= e.start and b.stop <= e.stop for b, e in
+                   zip(box[lead:], expected[lead:], strict=True))
+
+
+def test_prediction_needs_only_the_windows_box():
+    """Voxels outside windows_box may hold anything: the roi's values do not change."""
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(1, 60, 70, 9)).astype(np.float32)
+    roi = np.zeros(data.shape[1:], bool)
+    roi[20:31, 33:40, 2:6] = True
+
+    def network(batch):   # any deterministic function of the window: a local mean
+        return ndimage.uniform_filter(batch, size=(1, 1, 5, 5, 3))
+
+    runner = WindowRunner([network], (24, 24, 8), rule="monai")
+    whole, _ = runner.predict(data, 1, roi)
+    box = windows_box(data.shape[1:], (24, 24, 8), bounding_box(roi))
+    garbage = rng.normal(size=data.shape).astype(np.float32) * 100
+    garbage[(slice(None), *box)] = data[(slice(None), *box)]
+    part, _ = runner.predict(garbage, 1, roi)
+    np.testing.assert_array_equal(part[:, roi], whole[:, roi])
+
+
+def _reference_candidates(heat, spacing, options):
+    """The whole-slice computation: EDT of the slice, deepest voxel of each component (the
+    centre of the deepest ones when several are as deep), mean probability."""
+    labels, n = ndimage.label(heat > options.threshold)
+    if n == 0:
+        return np.zeros((0, 2)), np.zeros(0)
+    depth = ndimage.distance_transform_edt(labels > 0, sampling=spacing)
+    peaks, scores = [], []
+    for i in range(1, n + 1):
+        inside = np.where(labels == i, depth, -1.0)
+        peaks.append(np.argwhere(inside == inside.max()).mean(axis=0))
+        mean = heat[labels == i].mean(dtype=np.float64)
+        scores.append(mean * min(1.0, inside.max() / options.cord_radius_mm))
+    order = np.argsort(-np.asarray(scores), kind="stable")[:options.max_candidates]
+    return np.asarray(peaks, float)[order], np.asarray(scores)[order]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_slice_candidates_in_the_heatmap_box_equal_the_whole_slice(seed):
+    rng = np.random.default_rng(seed)
+    heat = np.zeros((70, 60), np.float32)
+    for _ in range(int(rng.integers(1, 6))):   # blobs anywhere, some at the slice's border
+        x, y = rng.integers(0, 70), rng.integers(0, 60)
+        r = rng.uniform(1, 8)
+        xx, yy = np.ogrid[:70, :60]
+        heat = np.maximum(heat, np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * r ** 2)))
+    options = CenterlineOptions(threshold=0.4, cord_radius_mm=1.5)
+    got = slice_candidates(heat, (0.5, 0.7), options)
+    want = _reference_candidates(heat, (0.5, 0.7), options)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+
+
+def test_neighbourhood_of_thick_slices_holds_each_slices_own_cord_positions():
+    affine = np.diag([0.5, 0.5, 7.5, 1.0])
+    # a centerline tilted 3 mm per slice in x; one point per slice
+    world = np.array([[20 + 3 * k, 20, 7.5 * k] for k in range(6)], float)
+    roi = cord_neighbourhood((100, 80, 6), affine, world, margin_mm=5.0)
+    for k in range(6):
+        xs = np.flatnonzero(roi[:, 40, k])
+        centre = (20 + 3 * k) / 0.5
+        # this slice's own position ± 5 mm, stretched by the tilt within half a slice only
+        assert xs.min() >= centre - 10 - 3 / 0.5 / 2 - 1 and xs.max() <= centre + 10 + 4
+        assert xs.min() <= centre - 10 and xs.max() >= centre + 10
+
+
+def test_neighbourhood_skips_no_slice_of_a_fine_grid():
+    affine = np.diag([0.5, 0.5, 0.5, 1.0])
+    world = np.array([[10.0, 10.0, 0.0], [10.0, 10.0, 40.0]])   # along S-I, 0.5 mm steps
+    roi = cord_neighbourhood((50, 50, 81), affine, world, margin_mm=2.0)
+    assert roi.any(axis=(0, 1)).all()
+    steep = np.array([[5.0, 10.0, 0.0], [20.0, 10.0, 10.0]])    # 56° from S-I
+    roi = cord_neighbourhood((50, 50, 81), affine, steep, margin_mm=2.0)
+    assert roi[:, :, :21].any(axis=(0, 1)).all() and not roi[:, :, 23:].any()
+
+
+@pytest.mark.parametrize("dtype,slope,inter,klass", [
+    (np.int16, 1.0, 0.0, nib.Nifti1Image), (">i2", 2.5, -10.0, nib.Nifti1Image),
+    (np.uint8, 0.5, 3.0, nib.Nifti2Image), (np.float32, np.nan, np.nan, nib.Nifti1Image),
+    (np.float64, 1.0, 0.0, nib.Nifti2Image)])
+def test_gzip_voxels_equal_nibabels(tmp_path, dtype, slope, inter, klass):
+    rng = np.random.default_rng(4)
+    data = (rng.random((23, 19, 7)) * 100).astype(dtype)
+    nii = klass(data, np.diag([0.7, 0.7, 3.0, 1.0]))
+    nii.header.set_data_dtype(dtype)
+    nii.header.set_slope_inter(slope, inter)
+    path = tmp_path / "x.nii.gz"
+    nib.save(nii, path)
+    want = np.asanyarray(nib.load(path).dataobj)
+    got = io.load(path).data
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_truncated_gzip_voxels_are_refused(tmp_path):
+    import gzip
+
+    data = np.arange(40 * 40 * 40, dtype=np.float32).reshape(40, 40, 40)
+    whole = tmp_path / "whole.nii"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), whole)
+    raw = whole.read_bytes()
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    with pytest.raises(MssegError, match="cut.nii.gz"):
+        io.load(cut)
