@@ -58,9 +58,10 @@ def slice_candidates(heat: np.ndarray, spacing: tuple[float, float],
                      options: CenterlineOptions) -> tuple[np.ndarray, np.ndarray]:
     """Candidates of one axial slice: (n, 2) voxel positions and (n, ) scores, best first.
     A component's position is its deepest voxel (the centre of its deepest voxels where
-    several are as deep: a ridge of equal depth gives its middle, not one end). Computed inside the bounding box of the thresholded heatmap grown by one voxel:
-    every voxel outside it is background, so the distance map there is that of the whole
-    slice (the nearest background voxel of a voxel inside is never beyond the box's rim)."""
+    several are as deep: a ridge of equal depth gives its middle, not one end). Computed
+    inside the bounding box of the thresholded heatmap grown by one voxel: every voxel
+    outside it is background, so the distance map there is that of the whole slice (the
+    nearest background voxel of a voxel inside is never beyond the box's rim)."""
     above = heat > options.threshold
     box = bounding_box(above, margin=1)
     if box is None:
