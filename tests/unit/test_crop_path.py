@@ -183,3 +183,33 @@ def test_truncated_gzip_voxels_are_refused(tmp_path):
     cut.write_bytes(gzip.compress(raw[: len(raw) // 2]))
     with pytest.raises(MssegError, match="cut.nii.gz"):
         io.load(cut)
+
+
+def test_resampling_onto_a_sub_box_of_the_own_grid_is_a_copy_of_those_voxels():
+    from msseg.preprocess.resample import resample_to_grid
+
+    image = _scan()
+    shift = np.eye(4)
+    shift[:3, 3] = [3, 5, 2]
+    for order in (0, 1, 3):
+        got = resample_to_grid(image, (20, 10, 6), image.affine @ shift, order=order).data
+        np.testing.assert_array_equal(got, image.data[3:23, 5:15, 2:8])
+    shift[:3, 3] = [30, 5, 2]   # partly outside: interpolated with the border rule
+    from scipy import ndimage as ndi
+
+    got = resample_to_grid(image, (20, 10, 6), image.affine @ shift, order=1).data
+    want = ndi.affine_transform(image.data, np.eye(3), offset=[30, 5, 2], output_shape=(20, 10, 6),
+                                order=1, mode="nearest")
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_piecewise_map_of_every_voxel_equals_the_masked_path():
+    from msseg.preprocess import intensity
+
+    data = _scan().data * 3 - 200
+    q = np.percentile(data, [5, 50, 95])
+    src, dst = [q[0], q[1], q[1], q[2]], [0.0, 40.0, 40.0, 100.0]   # a repeated knot too
+    every = intensity.piecewise_map(data, src, dst, intensity.EVERYWHERE)
+    masked = intensity.piecewise_map(data, src, dst, np.ones(data.shape, bool))
+    np.testing.assert_array_equal(every, masked)
+    assert every.min() < 0 and every.max() > 100   # the end segments extend

@@ -81,6 +81,10 @@ def piecewise_map(data: np.ndarray, src: Sequence[float], dst: Sequence[float],
     rows = max(1, _BLOCK // max(1, int(np.prod(data.shape[1:]))))
     for start in range(0, max(1, data.shape[0] if data.ndim else 1), rows):
         part = out[start:start + rows] if data.ndim else out
+        if mask is EVERYWHERE and src.size > 1:   # every voxel: no boolean gathers
+            values = part.reshape(-1).astype(np.float64)
+            part.reshape(-1)[:] = _extended_interp(values, src, dst, lo_slope, hi_slope)
+            continue
         if mask is EVERYWHERE:
             inside = np.ones(part.shape, bool)
         elif keep is not None:
@@ -91,12 +95,18 @@ def piecewise_map(data: np.ndarray, src: Sequence[float], dst: Sequence[float],
         if src.size == 1:  # a constant image: shift it onto the single target
             part[inside] = dst[0]
             continue
-        mapped = np.interp(values, src, dst)
-        low, high = values < src[0], values > src[-1]
-        mapped[low] = dst[0] + (values[low] - src[0]) * lo_slope
-        mapped[high] = dst[-1] + (values[high] - src[-1]) * hi_slope
-        part[inside] = mapped
+        part[inside] = _extended_interp(values, src, dst, lo_slope, hi_slope)
     return out
+
+
+def _extended_interp(values: np.ndarray, src: np.ndarray, dst: np.ndarray, lo_slope: float,
+                     hi_slope: float) -> np.ndarray:
+    """``np.interp`` between the knots, the end segments extended linearly beyond them."""
+    mapped = np.interp(values, src, dst)
+    low, high = values < src[0], values > src[-1]
+    mapped[low] = dst[0] + (values[low] - src[0]) * lo_slope
+    mapped[high] = dst[-1] + (values[high] - src[-1]) * hi_slope
+    return mapped
 
 
 def _strict(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,14 +37,23 @@ def resample_to_spacing(image: Image, spacing: Sequence[float], order: int = 1,
 def resample_to_grid(image: Image, shape: Sequence[int], affine: np.ndarray,
                      order: int = 1, reuse: bool = False) -> Image:
     """Resample onto an arbitrary grid (shape + affine) by mapping its voxel centres back.
-    Onto the image's own grid the values are copied (``reuse``: the same array is returned
-    when its dtype is already the output's — for callers that own it)."""
+    Onto the image's own grid or a sub-box of it the values are copied (``reuse``: a view of
+    the same array is returned when its dtype is already the output's — for callers that own
+    it)."""
     vox_to_old = np.linalg.inv(image.affine) @ np.asarray(affine, dtype=np.float64)
     data = image.data
     out_dtype = data.dtype if order == 0 else np.float32
     if tuple(shape) == data.shape[:3] and np.allclose(vox_to_old, np.eye(4), atol=1e-6):
         # the same grid: every output voxel centre is an input voxel centre (no copy needed)
         return Image(data.astype(out_dtype, copy=not reuse), affine, None)
+    shift = vox_to_old[:3, 3]
+    if np.allclose(vox_to_old[:3, :3], np.eye(3), atol=1e-6) and np.allclose(
+            shift, np.round(shift), atol=1e-6):   # a sub-box of the image's own grid
+        start = np.round(shift).astype(int)
+        stop = start + np.asarray(shape[:3])
+        if (start >= 0).all() and (stop <= data.shape[:3]).all():
+            part = data[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
+            return Image(part.astype(out_dtype, copy=not reuse), affine, None)
     matrix = vox_to_old[:3, :3]
     if order > 0 and np.count_nonzero(matrix - np.diag(np.diagonal(matrix))) == 0:
         matrix = np.diagonal(matrix)   # axis-aligned: scipy's faster path (same values to 1e-7)
