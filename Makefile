@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean browser
+BENCH := .venv-bench
+
+.PHONY: demo test lint clean browser bench-env
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -13,6 +15,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install torch==2.13.0
 	$(PIP) install -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+# The benchmarks' msseg: installed as users install it (no test extras). In .venv, the test
+# extra nnunetv2 brings dicom2nifti -> pydicom, which nibabel then imports (0.1 s per start).
+$(BENCH)/.installed: pyproject.toml constraints.txt
+	$(PY) -m venv $(BENCH)
+	$(BENCH)/bin/pip -q --disable-pip-version-check install --upgrade pip
+	$(BENCH)/bin/pip -q --disable-pip-version-check install torch==2.13.0
+	$(BENCH)/bin/pip -q --disable-pip-version-check install -c constraints.txt -e .
+	touch $@
+
+bench-env: $(BENCH)/.installed
 
 demo: $(STAMP)
 	$(BIN)/msseg demo
@@ -32,4 +45,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks recipes
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(BENCH) build *.egg-info src/*.egg-info

@@ -17,7 +17,13 @@
 Each run is a fresh process; its peak RSS is read from ``wait4``. Prints medians of
 ``--repeats`` runs (the peer: ``--peer-repeats``) and the ratios.
 
+``--msseg`` picks the msseg command measured: by default the one beside this interpreter;
+``make bench-env`` builds ``.venv-bench``, msseg installed as users install it (without the test
+extras: in ``.venv``, nnunetv2's dicom2nifti brings pydicom, which nibabel imports at every
+start, 0.1 s).
+
 Run: .venv/bin/python benchmarks/segment_speed.py [--repeats 5] [--peer-repeats 1]
+     [--msseg .venv-bench/bin/msseg]
 """
 
 from __future__ import annotations
@@ -43,7 +49,6 @@ from msseg.image import Image  # noqa: E402
 from msseg.preprocess.resample import resample_to_grid  # noqa: E402
 
 CHUNK = "spine/ms_patient_unlabelled/t2_ms/t2.nii.gz"
-MSSEG = str(Path(sys.executable).with_name("msseg"))
 
 
 def timed(argv: list[str], env: dict | None = None) -> dict:
@@ -127,16 +132,18 @@ def main() -> None:
     parser.add_argument("--peer-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="msseg --threads (0: cores)")
     parser.add_argument("--skip", default="", help="comma list of: peer, whole")
+    parser.add_argument("--msseg", default=str(Path(sys.executable).with_name("msseg")),
+                        help="the msseg command to measure (e.g. .venv-bench/bin/msseg)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     out = args.work / "segment_speed"
     image = args.data / CHUNK
     print(f"machine: {os.cpu_count()} CPUs; medians of {args.repeats} runs (peer "
-          f"{args.peer_repeats})", flush=True)
+          f"{args.peer_repeats}); msseg: {args.msseg}", flush=True)
 
     def msseg(path: Path) -> dict:
         shutil.rmtree(out / "msseg", ignore_errors=True)
-        return timed([MSSEG, "segment", "lesion_ms_axial_t2", "-i", str(path), "-o",
+        return timed([args.msseg, "segment", "lesion_ms_axial_t2", "-i", str(path), "-o",
                       str(out / "msseg"), "--threads", str(args.threads)])
 
     ours = [msseg(image) for _ in range(args.repeats)]

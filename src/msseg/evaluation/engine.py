@@ -90,9 +90,11 @@ def evaluate_masks(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     pred = np.asarray(pred, dtype=bool)
     ref = np.asarray(ref, dtype=bool)
     voxel_mm3 = float(np.prod(spacing))
-    box = union_bounding_box([pred, ref], margin=1) or tuple(slice(0, 1) for _ in pred.shape)
+    box = union_bounding_box([pred, ref], margin=1)
+    if box is None:
+        box = tuple(slice(0, 1) for _ in pred.shape)
     pred, ref = pred[box], ref[box]
-    distances = SurfaceDistances.compute(pred, ref, spacing)
+    distances = SurfaceDistances.compute(pred, ref, spacing, cropped=True)
     match = match_lesions(pred, ref, options.overlap, options.connectivity, options.matching)
     metrics = {
         "dice": dice(pred, ref),

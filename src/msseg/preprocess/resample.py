@@ -55,7 +55,7 @@ def resample_to_grid(image: Image, shape: Sequence[int], affine: np.ndarray,
             part = data[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
             return Image(part.astype(out_dtype, copy=not reuse), affine, None)
     matrix = vox_to_old[:3, :3]
-    if order > 0 and np.count_nonzero(matrix - np.diag(np.diagonal(matrix))) == 0:
+    if order > 0 and np.allclose(matrix, np.diag(np.diagonal(matrix)), rtol=0, atol=1e-9):
         matrix = np.diagonal(matrix)   # axis-aligned: scipy's faster path (same values to 1e-7)
     out = ndimage.affine_transform(
         data.astype(np.float32, copy=False) if order > 0 else data,
