@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from msseg import io
-from msseg.data.lesion_synthesis import LesionPrior, synthesize_lesions
+from msseg.data.lesion_synthesis import (
+    LESION_APPEARANCE,
+    LesionPrior,
+    prior_for_contrast,
+    synthesize_lesions,
+)
 from msseg.data.synthetic_spine import synthetic_spine
 from msseg.preprocess.orient import reorient
 from msseg.synth import make_phantom
@@ -48,6 +53,33 @@ def test_lesions_inside_cord_image_unchanged_outside(cord_scan, seed):
     assert all(3 <= v <= 400 for v in result.volumes_mm3)
     # partial volume: voxels only partly inside a lesion carry a fraction in (0, 1)
     assert ((fraction > 0) & (fraction < 1)).any()
+
+
+@pytest.mark.parametrize("contrast", sorted(LESION_APPEARANCE))
+def test_contrast_sign_of_synthesised_lesions(cord_scan, contrast):
+    """Hypointense on PSIR, UNIT1 and T1w, hyperintense on the others; the change is exactly
+    f · (c − 1) · cord median with c in the contrast's range; every other voxel unchanged."""
+    image, cord = cord_scan
+    prior = prior_for_contrast(contrast)
+    lo, hi = LESION_APPEARANCE[contrast]
+    result = synthesize_lesions(image, cord, seed=5, prior=prior, n_lesions=3)
+    fraction, lesion = result.fraction.data, result.lesion.data > 0
+    assert lesion.any()
+    before, after = image.data.astype(np.float32), result.image.data
+    np.testing.assert_array_equal(after[fraction == 0], before[fraction == 0])
+    change = after[lesion] - before[lesion]
+    hypo = contrast in ("PSIR", "UNIT1", "T1w")
+    assert (change < 0).all() if hypo else (change > 0).all()
+    # per voxel: change / fraction = (c - 1) · I_cord with one c for the scan
+    median = np.median(before[cord.data > 0])
+    ratio = 1 + change / fraction[lesion] / median
+    assert lo - 0.05 <= ratio.min() and ratio.max() <= hi + 0.05
+    assert prior.contrast_range == (lo, hi) and prior.median_volume_mm3 == 35.0
+
+
+def test_unknown_contrast_has_no_lesion_appearance():
+    with pytest.raises(ValueError, match="FLAIR"):
+        prior_for_contrast("FLAIR")
 
 
 def test_lesion_volume_follows_drawn_volume_on_fine_grid():

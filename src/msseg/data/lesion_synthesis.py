@@ -13,9 +13,11 @@ scan with a mean of about 3, ~18% of scans lesion-free, lesions elongated along 
 * partial volume: the lesion fraction of each voxel is computed on a supersampled grid at the
   scan's own voxel size, so thick slices blur lesions as real acquisitions do;
 * intensity: ``new = old + f · (c − 1) · I_cord`` where ``f`` is the lesion fraction, ``I_cord``
-  the median cord intensity of the surrounding slices and ``c`` a contrast drawn from
-  ``contrast_range`` (hyperintense on T2w/T2*w). Adding to the real voxel keeps the scan's own
-  noise texture, so noise is matched to the image; voxels with f = 0 are unchanged.
+  the median cord intensity of the surrounding slices and ``c`` the lesion / cord intensity
+  ratio drawn from ``contrast_range``: above 1 (hyperintense) or below 1 (hypointense) as the
+  contrast shows MS lesions (:data:`LESION_APPEARANCE`, :func:`prior_for_contrast`). Adding to
+  the real voxel keeps the scan's own noise texture, so noise is matched to the image; voxels
+  with f = 0 are unchanged.
 
 The lesion mask is ``f ≥ 0.5`` (restricted to the cord mask). A drawn lesion too small to
 cover half of any voxel at this resolution is not painted at all, so the image never holds a
@@ -24,7 +26,7 @@ hyperintensity that the mask does not label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,6 +54,36 @@ class LesionPrior:
     def draw_volume(self, rng: np.random.Generator) -> float:
         v = np.exp(rng.normal(np.log(self.median_volume_mm3), self.volume_sigma))
         return float(np.clip(v, *self.volume_range_mm3))
+
+
+#: How MS lesions of the spinal cord look on each contrast: the range of the lesion / cord
+#: intensity ratio ``c`` (> 1 hyperintense, < 1 hypointense relative to the surrounding cord).
+#: Signs from the literature: hyperintense on T2w and T2*w (Kearney et al., Nat Rev Neurol
+#: 2015) and on STIR, where they are more conspicuous than on T2w (Philpott & Brotchie, Eur J
+#: Radiol 2011; Alcaide-Leon et al., AJNR 2016); hypointense, dark within bright white matter,
+#: on PSIR (Poonawalla et al., Radiology 2008; Alcaide-Leon et al. 2016) and on MP2RAGE UNIT1
+#: (Demortière et al., Front Neurol 2020); hypo- to isointense and faint on T1w (Kearney 2015);
+#: brighter than the cord on MT-weighted images, whose signal lesions saturate less
+#: (reduced MT ratio). The ranges are this project's choice (subtle to conspicuous lesions),
+#: not published values.
+LESION_APPEARANCE: dict[str, tuple[float, float]] = {
+    "T2w": (1.4, 2.2),
+    "T2starw": (1.4, 2.2),
+    "STIR": (1.6, 2.6),
+    "MTS": (1.2, 1.6),
+    "PSIR": (0.35, 0.75),
+    "UNIT1": (0.55, 0.85),
+    "T1w": (0.7, 0.9),
+}
+
+
+def prior_for_contrast(contrast: str, base: LesionPrior | None = None) -> LesionPrior:
+    """``base`` (default :class:`LesionPrior`) with the contrast's lesion appearance."""
+    base = base or LesionPrior()
+    if contrast not in LESION_APPEARANCE:
+        known = ", ".join(sorted(LESION_APPEARANCE))
+        raise ValueError(f"no lesion appearance for contrast {contrast!r} (known: {known})")
+    return replace(base, contrast_range=LESION_APPEARANCE[contrast])
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ def evaluate_holdout(model: ModelFolder, index: str | Path, fold: int = 0,
         cord_ref = io.load(record.cord).data > 0.5
         lesion_ref = (io.load(record.lesion).data > 0 if record.lesion
                       else np.zeros_like(cord_ref))
-        metrics, _ = evaluate_masks(pred.lesion.data > 0, lesion_ref, image.spacing,
+        lesion = pred.lesion.data > 0 if pred.lesion is not None else np.zeros_like(cord_ref)
+        metrics, _ = evaluate_masks(lesion, lesion_ref, image.spacing,
                                     EvalOptions())
         rows.append({"image": Path(record.image).name, "patient": record.patient,
                      "contrast": record.contrast, "synthetic_lesions": record.lesion is not None,
