@@ -171,3 +171,70 @@ def test_float_zero_one_prediction_is_binary(tmp_path):
     pred = write(tmp_path / "pred.nii.gz", blob(), dtype=np.float32)
     assert run("-p", pred, "-r", ref, "-o", tmp_path / "m.csv") == 0
     assert pd.read_csv(tmp_path / "m.csv").loc[0, "dice"] == 1.0
+
+
+def _grouped_cases(tmp_path):
+    """Four cases of two sites and two contrasts with hand-computable Dice: a 4x4x2 block of
+    32 voxels against a prediction that keeps 32, 24, 16 or 0 of them."""
+    ref = blob(boxes=((2, 6, 2, 6, 1, 3),))
+    keep = {"sub-aaa01_T2w": 4, "sub-aaa02_PSIR": 3, "sub-bbb01_T2w": 2, "sub-bbb02_PSIR": 0}
+    for case, rows in keep.items():
+        pred = np.zeros_like(ref)
+        pred[2:2 + rows, 2:6, 1:3] = 1
+        write(tmp_path / f"ref/{case}_lesion-manual.nii.gz", ref)
+        write(tmp_path / f"pred/{case}_label-lesion_seg.nii.gz", pred)
+    # Dice = 2|P∩R| / (|P| + |R|): 1, 48/56, 32/48, 0
+    return {"sub-aaa01_T2w": 1.0, "sub-aaa02_PSIR": 48 / 56, "sub-bbb01_T2w": 32 / 48,
+            "sub-bbb02_PSIR": 0.0}
+
+
+@pytest.mark.parametrize("by,expected", [
+    ("site", {"aaa": [1.0, 48 / 56], "bbb": [32 / 48, 0.0]}),
+    ("contrast", {"T2w": [1.0, 32 / 48], "PSIR": [48 / 56, 0.0]}),
+])
+def test_group_by_bids_entities_gives_hand_computed_summaries(tmp_path, capsys, by, expected):
+    _grouped_cases(tmp_path)
+    summary_path = tmp_path / "summary.csv"
+    assert run("-p", tmp_path / "pred", "-r", tmp_path / "ref", "--summary", summary_path,
+               "--group-by", by) == 0
+    summary = pd.read_csv(summary_path)
+    assert list(summary.columns[:3]) == ["group_by", "group", "metric"]
+    assert set(summary.group) == {"all", *expected}
+    dice = summary[summary.metric == "dice"].set_index("group")
+    assert dice.loc["all", "mean"] == pytest.approx(np.mean([1.0, 48 / 56, 32 / 48, 0.0]))
+    for group, values in expected.items():
+        assert dice.loc[group, "n"] == 2
+        assert dice.loc[group, "mean"] == pytest.approx(np.mean(values))
+        assert dice.loc[group, "std"] == pytest.approx(np.std(values, ddof=1))
+    screen = capsys.readouterr().out
+    assert f"by {by}" in screen and all(group in screen for group in expected)
+
+
+def test_group_by_a_column_of_a_groups_table(tmp_path):
+    _grouped_cases(tmp_path)
+    table = tmp_path / "groups.csv"
+    table.write_text("case,scanner\nsub-aaa01_T2w,x\nsub-aaa02_PSIR,y\nsub-bbb01_T2w,y\n"
+                     "sub-bbb02_PSIR,y\n")
+    out = tmp_path / "summary.csv"
+    assert run("-p", tmp_path / "pred", "-r", tmp_path / "ref", "--summary", out,
+               "--group-by", "scanner", "--groups", table) == 0
+    dice = pd.read_csv(out).query("metric == 'dice'").set_index("group")
+    assert dice.loc["x", "mean"] == pytest.approx(1.0) and dice.loc["x", "n"] == 1
+    assert dice.loc["y", "mean"] == pytest.approx((48 / 56 + 32 / 48 + 0.0) / 3)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--group-by", "scanner"], "one of contrast, site, chunk"),
+    (["--groups", "GROUPS"], "--groups needs --group-by"),
+    (["--group-by", "site", "--groups", "GROUPS"], "no site for sub-bbb02_PSIR"),
+    (["--group-by", "chunk", "--stack-by-patient"], "cannot be combined"),
+])
+def test_group_by_refuses_bad_requests_and_writes_nothing(tmp_path, capsys, extra, message):
+    _grouped_cases(tmp_path)
+    table = tmp_path / "groups.csv"
+    table.write_text("case,site\nsub-aaa01_T2w,a\nsub-aaa02_PSIR,a\nsub-bbb01_T2w,b\n")
+    out = tmp_path / "summary.csv"
+    argv = [str(table) if a == "GROUPS" else a for a in extra]
+    assert run("-p", tmp_path / "pred", "-r", tmp_path / "ref", "--summary", out, *argv) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()

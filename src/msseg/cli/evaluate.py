@@ -33,6 +33,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "segment's output), which one to score (default lesion)")
     p.add_argument("--stack-by-patient", action="store_true",
                    help="stack _chunk-N files of a patient before scoring")
+    p.add_argument("--group-by", metavar="KEY",
+                   help="also summarise per group: contrast, site or chunk (from the BIDS "
+                   "names), or a column of --groups")
+    p.add_argument("--groups", type=Path, metavar="CSV",
+                   help="table with a case column and one column per grouping")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(run=run)
 
@@ -63,17 +68,62 @@ def run(args: argparse.Namespace) -> int:
     from msseg.evaluation.engine import evaluate_pairs, find_pairs, summarize
 
     options = options_from_args(args)
+    _check_grouping(args)
     outputs = (args.output, args.per_lesion, args.summary)
     check_outputs(outputs, args.overwrite, inputs=(args.pred, args.ref), suffixes=(".csv",))
     pairs = find_pairs(args.pred, args.ref, args.structure)
+    groups = None
+    if args.group_by:
+        from msseg.evaluation.groups import case_groups
+
+        cases = sorted({p.case for p in pairs})
+        groups = case_groups(cases, args.group_by, args.groups)
     result = evaluate_pairs(pairs, options, args.stack_by_patient,
                             wrap=lambda groups: progress(groups, "evaluating"))
-    summary = summarize(result, options)
+    if groups is None:
+        summary = summarize(result, options)
+    else:
+        from msseg.evaluation.groups import summarize_groups
+
+        summary = summarize_groups(result, options, args.group_by, groups)
     io.write_csvs_together([(table, path) for table, path in
                             zip((result.metrics, result.lesions, summary), outputs, strict=True)
                             if path is not None])
-    print_table(_terminal_summary(summary), f"msseg evaluate: {len(result.metrics)} case(s)")
+    title = f"msseg evaluate: {len(result.metrics)} case(s)"
+    if groups is None:
+        print_table(_terminal_summary(summary), title)
+    else:
+        print_table(_group_table(summary), f"{title}, by {args.group_by}")
     return 0
+
+
+def _check_grouping(args: argparse.Namespace) -> None:
+    if args.groups is not None and not args.group_by:
+        raise MssegError("--groups needs --group-by COLUMN")
+    if args.group_by and args.stack_by_patient:
+        raise MssegError("--group-by works on cases; it cannot be combined with "
+                         "--stack-by-patient")
+    if args.groups is not None:
+        io.check_exists(args.groups)
+
+
+#: Metrics shown per group on screen (every metric is in summary.csv)
+GROUP_METRICS = ("dice", "nsd", "lesion_ppv", "lesion_sensitivity", "lesion_f1")
+
+
+def _group_table(summary):
+    """One row per group: number of cases, then mean ± sd of the main metrics."""
+    import pandas as pd
+
+    rows = []
+    for group, part in summary.groupby("group", sort=False):
+        stats = part.set_index("metric")
+        row = {"group": group, "n": int(stats.loc["dice", "n"])}
+        for metric in GROUP_METRICS:
+            m, s = stats.loc[metric, "mean"], stats.loc[metric, "std"]
+            row[metric] = f"{m:.3f} ± {s:.2f}" if s == s else f"{m:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _terminal_summary(summary):

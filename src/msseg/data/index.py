@@ -129,6 +129,21 @@ def _find_mask(image: Path, stem: str, masks: list[Path], suffixes: Iterable[str
     return None
 
 
+def contrast_of(stem: str) -> str:
+    """The contrast a file name says: its BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain
+    names, :data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…); else its last part."""
+    return _contrast(stem)
+
+
+def site_of(name: str) -> str | None:
+    """The site a BIDS name says: the letters of its subject label (``sub-unf01`` -> ``unf``);
+    None without a ``sub-`` entity."""
+    entities = dict(ENTITY.findall(name))
+    if "sub" not in entities:
+        return None
+    return re.sub(r"\d+$", "", entities["sub"]) or entities["sub"]
+
+
 def _contrast(stem: str) -> str:
     parts = stem.split("_")
     if parts[-1] in BIDS_CONTRASTS:
