@@ -23,7 +23,7 @@ against msseg's in-memory time for every metric, and against the whole ``msseg e
 command from files.
 
 Run: .venv/bin/python benchmarks/evaluate_speed.py [--data ../shared/data] [--repeats 5]
-     [--metricsreloaded DIR [--peer-python PYTHON]]
+     [--metricsreloaded DIR [--peer-python PYTHON]] [--msseg .venv-bench/bin/msseg]
 Prints per-case times and the ratios peer / msseg measured in this run.
 """
 
@@ -126,6 +126,9 @@ def main() -> None:
                         help="folder holding the MetricsReloaded package (the peer)")
     parser.add_argument("--peer-python", default=sys.executable,
                         help="interpreter of the peer's environment")
+    parser.add_argument("--msseg", default=str(Path(sys.executable).with_name("msseg")),
+                        help="the msseg command timed end to end (e.g. .venv-bench/bin/msseg, "
+                        "built by make bench-env)")
     args = parser.parse_args()
     pairs = build_pairs(args.data)
     options = EvalOptions()
@@ -138,7 +141,7 @@ def main() -> None:
     print(f"MONAI + scipy  : {1000 * t_peer / n:8.1f} ms/case")
     print(f"ratio peer/msseg: {t_peer / t_ours:.1f}x   (largest value difference: {worst:.2g})")
     with tempfile.TemporaryDirectory() as tmp:
-        command_s = end_to_end(pairs, Path(tmp), args.repeats)
+        command_s = end_to_end(pairs, Path(tmp), args.repeats, args.msseg)
         if args.metricsreloaded:
             mr, t_mr = metricsreloaded(pairs, Path(tmp), args.metricsreloaded.resolve(),
                                        args.peer_python)
@@ -150,14 +153,14 @@ def main() -> None:
                   f"metric), {t_mr / command_s:.1f}x against the whole msseg evaluate command")
 
 
-def end_to_end(pairs, folder: Path, repeats: int) -> float:
+def end_to_end(pairs, folder: Path, repeats: int, msseg: str) -> float:
     from msseg.image import Image
 
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     for i, (pred, ref) in enumerate(pairs):
         for side, mask in (("pred", pred), ("ref", ref)):
             io.save(Image(mask.astype(np.uint8), affine), folder / side / f"case{i:02d}.nii.gz")
-    command = [str(Path(sys.executable).with_name("msseg")), "evaluate", "-p",
+    command = [msseg, "evaluate", "-p",
                str(folder / "pred"), "-r", str(folder / "ref"), "-o", str(folder / "m.csv"),
                "--overwrite"]
     runs = []

@@ -93,7 +93,8 @@ def evaluate_masks(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     box = union_bounding_box([pred, ref], margin=1)
     if box is None:
         box = tuple(slice(0, 1) for _ in pred.shape)
-    pred, ref = pred[box], ref[box]
+    # one contiguous copy of the box: every pass below reads it sequentially
+    pred, ref = np.ascontiguousarray(pred[box]), np.ascontiguousarray(ref[box])
     distances = SurfaceDistances.compute(pred, ref, spacing, cropped=True)
     match = match_lesions(pred, ref, options.overlap, options.connectivity, options.matching)
     metrics = {

@@ -76,17 +76,26 @@ def match_lesions(pred: np.ndarray, ref: np.ndarray, overlap: float = 0.1,
     ref = np.asarray(ref, dtype=bool)
     ref_labels, n_ref = label_lesions(ref, connectivity)
     pred_labels, n_pred = label_lesions(pred, connectivity)
-    both = pred & ref  # counting on foreground voxels only: masks are sparse
-    ref_sizes = np.bincount(ref_labels[ref], minlength=n_ref + 1)[1:]
-    pred_sizes = np.bincount(pred_labels[pred], minlength=n_pred + 1)[1:]
-    ref_hit = np.bincount(ref_labels[both], minlength=n_ref + 1)[1:]
-    pred_hit = np.bincount(pred_labels[both], minlength=n_pred + 1)[1:]
+    # counting on foreground voxels only (masks are sparse), through flat indices
+    ref_flat, pred_flat = _flat(ref_labels), _flat(pred_labels)
+    ref_at, pred_at = np.flatnonzero(ref_flat), np.flatnonzero(pred_flat)
+    both = ref_at[pred_flat[ref_at] > 0]   # voxels of R that are in P
+    ref_sizes = np.bincount(ref_flat[ref_at], minlength=n_ref + 1)[1:]
+    pred_sizes = np.bincount(pred_flat[pred_at], minlength=n_pred + 1)[1:]
+    ref_hit = np.bincount(ref_flat[both], minlength=n_ref + 1)[1:]
+    pred_hit = np.bincount(pred_flat[both], minlength=n_pred + 1)[1:]
     ref_overlap = ref_hit / np.maximum(ref_sizes, 1)
     pred_overlap = pred_hit / np.maximum(pred_sizes, 1)
     ref_tp = ref_overlap >= overlap
     pred_tp = pred_hit > 0 if rule == "published" else pred_overlap >= overlap
     return LesionMatch(ref_sizes, pred_sizes, ref_overlap, pred_overlap, ref_tp, pred_tp,
                        ref_labels, pred_labels, rule)
+
+
+def _flat(labels: np.ndarray) -> np.ndarray:
+    """The labels in C order as one axis (a view of connected-components-3d's C-ordered
+    output)."""
+    return np.ascontiguousarray(labels).reshape(-1)
 
 
 def lesion_scores(match: LesionMatch) -> dict[str, float]:

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from msseg.image import Image
-from msseg.preprocess.orient import to_rpi
-from msseg.preprocess.resample import resample_to_spacing
 
 CHUNK_PATTERN = re.compile(r"_chunk-(\d+)")
 
@@ -44,6 +42,8 @@ class Stack:
 
 def stack_chunks(chunks: Sequence[Image], chunk_ids: Sequence[int], gap: int = 1) -> Stack:
     """Stack chunk masks (any orientation) into one RPI volume; chunk 1 is the most cranial."""
+    from msseg.preprocess.orient import to_rpi  # here: `evaluate` without stacking skips it
+
     order = np.argsort(chunk_ids)
     rpi = [to_rpi(chunks[i]) for i in order]
     ids = [int(chunk_ids[i]) for i in order]
@@ -69,6 +69,8 @@ def _on_spacing(image: Image, spacing: tuple[float, float, float], chunk: int) -
     if not np.isclose(image.spacing[2], spacing[2], rtol=1e-3):
         warnings.warn(f"chunk {chunk}: slice thickness {image.spacing[2]:g} mm differs from "
                       f"chunk 1 ({spacing[2]:g} mm); resampled through-plane", stacklevel=3)
+    from msseg.preprocess.resample import resample_to_spacing  # (SciPy's ndimage: 0.2 s)
+
     return resample_to_spacing(image, spacing, order=0)
 
 
