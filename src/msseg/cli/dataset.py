@@ -1,4 +1,5 @@
-"""``msseg dataset``: index a dataset, split it by patient, export it to nnU-Net."""
+"""``msseg dataset``: index a dataset, split it by patient, report what it holds, export it to
+nnU-Net."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(run=run_scan)
+    r = actions.add_parser("report", help="counts per site × acquisition × contrast, lesion "
+                           "volumes per site and a Sankey diagram of the dataset")
+    r.add_argument("index", type=Path, help="dataset index from `msseg dataset scan`")
+    r.add_argument("-o", "--outdir", type=Path, required=True, help="report folder")
+    r.add_argument("--overwrite", action="store_true")
+    r.set_defaults(run=run_report)
     e = actions.add_parser("export-nnunet", help="write an nnU-Net v2 raw dataset")
     e.add_argument("index", type=Path, help="dataset index from `msseg dataset scan`")
     e.add_argument("-o", "--output", type=Path, required=True, help="nnUNet_raw folder")
@@ -38,6 +45,29 @@ def run_scan(args: argparse.Namespace) -> int:
           f"({', '.join(f'{k}: {v}' for k, v in sorted(contrasts.items()))}); "
           f"{sum(r.cord is not None for r in records)} with a cord mask, "
           f"{sum(r.lesion is not None for r in records)} with a lesion mask -> {args.output}")
+    return 0
+
+
+REPORT_FILES = ("counts.csv", "lesion_volumes.csv", "lesion_volumes.png", "sankey.png")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from msseg import io
+    from msseg.cli.common import print_table, progress
+    from msseg.data.index import load_index
+    from msseg.report import dataset as report
+
+    records = load_index(args.index)
+    paths = [args.outdir / name for name in REPORT_FILES]
+    check_outputs(paths, args.overwrite, inputs=(args.index,))
+    counts = report.count_table(records)
+    volumes = report.lesion_volumes(records, wrap=lambda items: progress(items, "lesion masks"))
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    io.write_csvs_together([(counts, paths[0]), (volumes, paths[1])])
+    report.plot_lesion_volumes(volumes, paths[2])
+    report.sankey(counts, paths[3])
+    print_table(counts, f"{len(records)} scans of {len({r.patient for r in records})} patients")
+    print(f"report written to {args.outdir}: {', '.join(REPORT_FILES)}")
     return 0
 
 
