@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cc3d
 import numpy as np
 import pytest
@@ -13,7 +15,15 @@ from msseg.data.lesion_synthesis import (
     prior_for_contrast,
     synthesize_lesions,
 )
-from msseg.data.synthetic_spine import synthetic_spine
+from msseg.data.synthetic_spine import (
+    CONTRAST_TISSUES,
+    SpineConfig,
+    _compose,
+    _load_maps,
+    contrast_config,
+    synthetic_contrast_spine,
+    synthetic_spine,
+)
 from msseg.preprocess.orient import reorient
 from msseg.synth import make_phantom
 
@@ -118,3 +128,45 @@ def test_synthetic_spine_from_pam50(shared_data):
     assert image.orientation == "LAS"
     assert cord.data.any() and not (lesion.data.astype(bool) & ~cord.data.astype(bool)).any()
     assert np.isfinite(image.data).all() and image.data.std() > 0
+
+
+@pytest.mark.parametrize("contrast,order", [
+    ("PSIR", ("PAM50_wm", "PAM50_gm", "PAM50_csf")),     # white matter bright, CSF darkest
+    ("STIR", ("PAM50_csf", "PAM50_gm", "PAM50_wm")),     # CSF bright, cord grey
+    ("UNIT1", ("PAM50_wm", "PAM50_gm", "PAM50_csf")),
+])
+def test_synthetic_contrasts_keep_their_tissue_ordering(shared_data, contrast, order):
+    maps, _ = _load_maps(str(shared_data / "spine/PAM50"))
+    box = (slice(40, 100), slice(40, 100), slice(400, 460))
+    tissue = {k: v[box] for k, v in maps.items()}
+    config = replace(contrast_config(contrast), noise=(0.0, 0.0), bias=0.0)
+    for seed in range(5):   # every draw of the ±15% jitter keeps the order
+        image = _compose(tissue, np.clip(tissue["PAM50_wm"] + tissue["PAM50_gm"], 0, 1),
+                         np.random.default_rng(seed), config)
+        means = [image[tissue[name] > 0.9].mean() for name in order]
+        assert means[0] > means[1] > means[2], (contrast, means)
+
+
+@pytest.mark.parametrize("contrast", sorted(CONTRAST_TISSUES))
+def test_synthetic_contrast_spines_have_their_grid_and_lesion_sign(shared_data, contrast):
+    image, cord, lesion = synthetic_contrast_spine(shared_data / "spine/PAM50", contrast, seed=2,
+                                                   prior=LesionPrior(p_lesion_free=0.0))
+    spacing = np.asarray(image.spacing)
+    if contrast in ("PSIR", "STIR"):   # sagittal: thick along L-R
+        assert 2.5 <= spacing[0] <= 3.5 and 0.6 <= spacing[1] <= 0.8
+        assert spacing[1] == pytest.approx(spacing[2])
+    else:
+        assert np.all((spacing >= 0.9) & (spacing <= 1.1))
+    assert image.orientation == "LAS" and cord.data.any()
+    les = lesion.data > 0
+    assert les.any() and not (les & ~(cord.data > 0)).any()
+    healthy = np.median(image.data[(cord.data > 0) & ~les])
+    hypo = contrast in ("PSIR", "UNIT1")
+    assert (np.median(image.data[les]) < healthy) if hypo else (
+        np.median(image.data[les]) > healthy)
+
+
+def test_default_synthetic_spines_are_unchanged_by_the_contrast_options():
+    assert SpineConfig().tissues is None and SpineConfig().thick_axis == 2
+    with pytest.raises(ValueError, match="PSIR"):
+        contrast_config("T2w")

@@ -7,11 +7,17 @@ cord along a random smooth in-plane displacement, applies a bias field and Ricia
 resamples to a random clinical voxel size (0.3-0.9 mm in-plane, 2-7 mm slices) with a slice
 profile (Gaussian blur of FWHM = slice thickness along S-I before sampling). Lesions are then
 synthesised into the result with :func:`msseg.data.lesion_synthesis.synthesize_lesions`.
+
+Contrasts absent from the shared data (PSIR, STIR, MP2RAGE UNIT1) are made the same way with
+each tissue's intensity drawn around the contrast's own ordering (:data:`CONTRAST_TISSUES`,
+:func:`contrast_config`) instead of at random, at the contrast's typical voxel size (PSIR and STIR
+sagittal, about 0.7 × 0.7 mm in-plane and 3 mm thick along L-R; UNIT1 about 1 mm isotropic), and
+with that contrast's lesion appearance (:func:`msseg.data.lesion_synthesis.prior_for_contrast`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,12 +25,31 @@ import numpy as np
 from scipy import ndimage
 
 from msseg import io
-from msseg.data.lesion_synthesis import LesionPrior, synthesize_lesions
+from msseg.data.lesion_synthesis import LesionPrior, prior_for_contrast, synthesize_lesions
 from msseg.image import Image
 from msseg.preprocess.orient import to_rpi
 from msseg.preprocess.resample import resample_to_spacing
 
 TISSUES = ("PAM50_wm", "PAM50_gm", "PAM50_csf", "PAM50_spine", "PAM50_label_disc")
+
+
+#: Mean intensity of each tissue (white matter, grey matter, CSF, vertebrae, discs — added to the
+#: vertebrae's —, everything else: muscle and fat) on the contrasts the shared data lacks, each
+#: drawn within ±15%.
+#: PSIR: white matter brightest, grey matter darker, CSF darkest (Poonawalla et al. 2008);
+#: STIR: CSF and hydrated discs bright, fat (marrow, subcutaneous) suppressed, cord grey;
+#: MP2RAGE UNIT1 (a T1 map-like image): short T1 bright (white matter, fat, marrow), CSF dark.
+CONTRAST_TISSUES: dict[str, tuple[float, ...]] = {
+    "PSIR": (1.0, 0.55, 0.05, 0.6, 0.35, 0.5),
+    "STIR": (0.35, 0.45, 1.0, 0.15, 0.65, 0.12),
+    "UNIT1": (0.8, 0.62, 0.1, 0.7, 0.45, 0.75),
+}
+#: Typical voxel sizes (mm): in-plane range, thickness range, thick axis (0 = L-R: sagittal).
+CONTRAST_GRIDS: dict[str, tuple[tuple[float, float], tuple[float, float], int]] = {
+    "PSIR": ((0.6, 0.8), (2.5, 3.5), 0),
+    "STIR": ((0.6, 0.8), (2.5, 3.5), 0),
+    "UNIT1": ((0.9, 1.1), (0.9, 1.1), 2),
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,26 @@ class SpineConfig:
     noise: tuple[float, float] = (0.01, 0.05)
     bias: float = 0.3
     fov_mm: float = 60.0
+    tissues: tuple[float, ...] | None = None   # mean intensities (±15%); None: random
+    thick_axis: int = 2                        # RPI axis of the slice thickness (2: axial)
+
+
+def contrast_config(contrast: str, base: SpineConfig | None = None) -> SpineConfig:
+    """``base`` with the tissue ordering and voxel size of ``contrast`` (PSIR, STIR, UNIT1)."""
+    if contrast not in CONTRAST_TISSUES:
+        raise ValueError(f"no synthetic contrast {contrast!r} (one of "
+                         f"{', '.join(CONTRAST_TISSUES)})")
+    in_plane, thick, axis = CONTRAST_GRIDS[contrast]
+    return replace(base or SpineConfig(), tissues=CONTRAST_TISSUES[contrast],
+                   in_plane_mm=in_plane, slice_mm=thick, thick_axis=axis)
+
+
+def synthetic_contrast_spine(pam50_dir: str | Path, contrast: str, seed: int = 0,
+                             prior: LesionPrior | None = None) -> tuple[Image, Image, Image]:
+    """A synthetic spine of a contrast the shared data lacks (PSIR, STIR, UNIT1), with that
+    contrast's lesion appearance: (image, cord mask, lesion mask), RPI."""
+    return synthetic_spine(pam50_dir, seed, contrast_config(contrast),
+                           prior_for_contrast(contrast, prior))
 
 
 @lru_cache(maxsize=2)
@@ -64,8 +109,11 @@ def synthetic_spine(pam50_dir: str | Path, seed: int = 0, config: SpineConfig | 
     image = _compose(tissue, cord, rng, config)
     crop_affine = affine.copy()
     crop_affine[:3, 3] = affine[:3, :3] @ [b.start for b in box] + affine[:3, 3]
-    spacing = (rng.uniform(*config.in_plane_mm),) * 2 + (rng.uniform(*config.slice_mm),)
-    blurred = ndimage.gaussian_filter1d(image, spacing[2] / 0.5 / 2.355, axis=2)
+    spacing = [rng.uniform(*config.in_plane_mm)] * 3
+    spacing[config.thick_axis] = rng.uniform(*config.slice_mm)
+    spacing = tuple(spacing)
+    blurred = ndimage.gaussian_filter1d(image, spacing[config.thick_axis] / 0.5 / 2.355,
+                                        axis=config.thick_axis)
     low = resample_to_spacing(Image(blurred, crop_affine), spacing, order=1)
     cord_low = resample_to_spacing(Image(cord, crop_affine), spacing, order=1)
     cord_mask = low.with_data((cord_low.data >= 0.5).astype(np.uint8))
@@ -102,7 +150,10 @@ def _bend(volume: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 def _compose(tissue: dict[str, np.ndarray], cord: np.ndarray, rng: np.random.Generator,
              config: SpineConfig) -> np.ndarray:
     other = np.clip(1 - cord - tissue["PAM50_csf"] - tissue["PAM50_spine"], 0, 1)
-    values = rng.uniform(0.05, 1.0, 6)
+    if config.tissues is None:
+        values = rng.uniform(0.05, 1.0, 6)
+    else:
+        values = np.asarray(config.tissues) * rng.uniform(0.85, 1.15, 6)
     image = (values[0] * tissue["PAM50_wm"] + values[1] * tissue["PAM50_gm"]
              + values[2] * tissue["PAM50_csf"] + values[3] * tissue["PAM50_spine"]
              + values[4] * tissue["PAM50_label_disc"] * tissue["PAM50_spine"]
