@@ -99,8 +99,8 @@ def test_prediction_needs_only_the_windows_box():
 
 
 def _reference_candidates(heat, spacing, options):
-    """The whole-slice computation: EDT of the slice, deepest voxel of each component (the
-    centre of the deepest ones when several are as deep), mean probability."""
+    """The whole-slice computation: EDT of the slice, deepest voxel of each component (of
+    several as deep, the one nearest to their centre), mean probability."""
     labels, n = ndimage.label(heat > options.threshold)
     if n == 0:
         return np.zeros((0, 2)), np.zeros(0)
@@ -108,7 +108,8 @@ def _reference_candidates(heat, spacing, options):
     peaks, scores = [], []
     for i in range(1, n + 1):
         inside = np.where(labels == i, depth, -1.0)
-        peaks.append(np.argwhere(inside == inside.max()).mean(axis=0))
+        tied = np.argwhere(inside == inside.max())
+        peaks.append(tied[np.argmin(((tied - tied.mean(axis=0)) ** 2).sum(axis=1))])
         mean = heat[labels == i].mean(dtype=np.float64)
         scores.append(mean * min(1.0, inside.max() / options.cord_radius_mm))
     order = np.argsort(-np.asarray(scores), kind="stable")[:options.max_candidates]

@@ -57,8 +57,9 @@ class Centerline:
 def slice_candidates(heat: np.ndarray, spacing: tuple[float, float],
                      options: CenterlineOptions) -> tuple[np.ndarray, np.ndarray]:
     """Candidates of one axial slice: (n, 2) voxel positions and (n, ) scores, best first.
-    A component's position is its deepest voxel (the centre of its deepest voxels where
-    several are as deep: a ridge of equal depth gives its middle, not one end). Computed
+    A component's position is its deepest voxel; where several are as deep, the one nearest to
+    their centre (a ridge of equal depth gives its middle, not one end, and the position is
+    always one of the deepest voxels, even when they lie in two lobes). Computed
     inside the bounding box of the thresholded heatmap grown by one voxel: every voxel
     outside it is background, so the distance map there is that of the whole slice (the
     nearest background voxel of a voxel inside is never beyond the box's rim)."""
@@ -73,7 +74,8 @@ def slice_candidates(heat: np.ndarray, spacing: tuple[float, float],
         own = labels[part] == i + 1
         inside = np.where(own, depth[part], -1.0)
         deepest[i] = inside.max()
-        at = np.argwhere(inside == deepest[i]).mean(axis=0)
+        tied = np.argwhere(inside == deepest[i])
+        at = tied[np.argmin(((tied - tied.mean(axis=0)) ** 2).sum(axis=1))]
         peaks[i] = at + [b.start + p.start for b, p in zip(box, part, strict=True)]
         mean_p[i] = float(heat[box][part][own].mean(dtype=np.float64))
     scores = mean_p * np.minimum(1.0, deepest / options.cord_radius_mm)
