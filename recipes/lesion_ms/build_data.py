@@ -28,7 +28,7 @@ import nibabel as nib
 
 from msseg import io
 from msseg.data.index import Record, save_index
-from msseg.data.lesion_synthesis import LesionPrior, prior_for_contrast, synthesize_lesions
+from msseg.data.lesion_synthesis import LesionPrior, prior_for_contrast, write_lesion_versions
 from msseg.data.synthetic_spine import synthetic_contrast_spine, synthetic_spine
 
 # (patient, contrast, image, cord mask), relative to shared/data/spine
@@ -89,17 +89,9 @@ def real_cases(spine: Path, out: Path, entries, fold: int, versions: int, seed0:
         img_path, cord_path = spine / f"{image}.nii.gz", spine / f"{cord}.nii.gz"
         site = patient.split("_")[0]
         records.append(record([img_path, cord_path], patient, contrast, site, fold))
-        img, cord_img = io.load(img_path), io.load(cord_path)
-        cord_bin = cord_img.with_data((cord_img.data > 0.5).astype("uint8"))
-        prior = prior_for_contrast(contrast, base)
-        for v in range(versions):
-            result = synthesize_lesions(img, cord_bin, seed=seed0 + 100 * k + v, prior=prior)
-            stem = f"{patient}_{contrast}_synth{v}"
-            paths = [out / f"{stem}.nii.gz", out / f"{stem}_cord.nii.gz",
-                     out / f"{stem}_lesion.nii.gz"]
-            io.save(result.image, paths[0])
-            io.save_like(cord_bin.data, img, paths[1])
-            io.save_like(result.lesion.data, img, paths[2])
+        seeds = [seed0 + 100 * k + v for v in range(versions)]
+        for paths in write_lesion_versions(img_path, cord_path, out, f"{patient}_{contrast}",
+                                           seeds, prior_for_contrast(contrast, base)):
             records.append(record(paths, patient, contrast, site, fold))
     return records
 

@@ -20,7 +20,7 @@ import nibabel as nib
 
 from msseg import io
 from msseg.data.index import Record, save_index
-from msseg.data.lesion_synthesis import LesionPrior, synthesize_lesions
+from msseg.data.lesion_synthesis import LesionPrior, write_lesion_versions
 from msseg.data.synthetic_spine import synthetic_spine
 
 # (patient, contrast, image, cord mask, lesion mask or None), relative to shared/data/spine
@@ -81,16 +81,9 @@ def real_cases(spine: Path, out: Path, entries, fold: int, versions: int, seed0:
         records.append(record(img_path, cord_path, les_path, patient, contrast, fold))
         if contrast not in HYPERINTENSE or les_path is not None:
             continue
-        img, cord_img = io.load(img_path), io.load(cord_path)
-        cord_bin = cord_img.with_data((cord_img.data > 0.5).astype("uint8"))
-        for v in range(versions):
-            result = synthesize_lesions(img, cord_bin, seed=seed0 + 100 * k + v, prior=prior)
-            stem = f"{patient}_{contrast}_synth{v}"
-            paths = [out / f"{stem}.nii.gz", out / f"{stem}_cord.nii.gz",
-                     out / f"{stem}_lesion.nii.gz"]
-            io.save(result.image, paths[0])
-            io.save_like(cord_bin.data, img, paths[1])
-            io.save_like(result.lesion.data, img, paths[2])
+        seeds = [seed0 + 100 * k + v for v in range(versions)]
+        for paths in write_lesion_versions(img_path, cord_path, out, f"{patient}_{contrast}",
+                                           seeds, prior):
             records.append(record(*paths, patient, contrast, fold))
     return records
 

@@ -107,7 +107,8 @@ def segment_results(model: ModelFolder, index: Path, shared: Path) -> tuple[str,
     text = "| measure | value | data |\n|---|---|---|\n" + "\n".join(
         f"| {a} | {b} | {c} |" for a, b, c in rows)
     drop = ["patient"] + ([] if "lesion" in model.plan.regions else
-                          ["lesion_dice", "lesion_f1", "n_ref_lesions", "n_pred_lesions"])
+                          ["lesion_dice", "lesion_f1", "lesion_ppv", "lesion_sensitivity",
+                           "n_ref_lesions", "n_pred_lesions"])
     per_image = markdown_table(table.drop(columns=drop).round(3))
     return f"{text}\n\nPer image:\n\n{per_image}", table
 

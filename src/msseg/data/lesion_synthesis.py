@@ -26,7 +26,9 @@ hyperintensity that the mask does not label.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -121,6 +123,26 @@ def synthesize_lesions(image: Image, cord: Image, seed: int = 0,
     out_lesion = reorient_like(img_rpi.with_data(lesion.astype(np.uint8)), image)
     out_fraction = reorient_like(img_rpi.with_data(fraction), image)
     return SynthesisResult(out_image, out_lesion, out_fraction, volumes)
+
+
+def write_lesion_versions(image_path: Path, cord_path: Path, out: Path, stem: str,
+                          seeds: Sequence[int], prior: LesionPrior) -> list[list[Path]]:
+    """Copies of a real scan with lesions synthesised (one per seed), written as
+    ``OUT/{stem}_synth{v}.nii.gz`` with ``…_cord`` and ``…_lesion`` masks on the scan's own
+    grid and header: ``[image, cord, lesion]`` paths per copy."""
+    from msseg import io
+
+    image, cord = io.load(image_path), io.load(cord_path)
+    cord = cord.with_data((cord.data > 0.5).astype(np.uint8))
+    written = []
+    for v, seed in enumerate(seeds):
+        result = synthesize_lesions(image, cord, seed=seed, prior=prior)
+        paths = [out / f"{stem}_synth{v}{suffix}.nii.gz" for suffix in ("", "_cord", "_lesion")]
+        io.save(result.image, paths[0])
+        io.save_like(cord.data, image, paths[1])
+        io.save_like(result.lesion.data, image, paths[2])
+        written.append(paths)
+    return written
 
 
 def _centerline(cord: np.ndarray):

@@ -38,6 +38,8 @@ def evaluate_holdout(model: ModelFolder, index: str | Path, fold: int = 0,
                      "contrast": record.contrast, "synthetic_lesions": record.lesion is not None,
                      "cord_dice": dice(pred.cord.data > 0, cord_ref),
                      "lesion_dice": metrics["dice"], "lesion_f1": metrics["lesion_f1"],
+                     "lesion_ppv": metrics["lesion_ppv"],
+                     "lesion_sensitivity": metrics["lesion_sensitivity"],
                      "n_ref_lesions": metrics["n_ref_lesions"],
                      "n_pred_lesions": metrics["n_pred_lesions"], "seconds": seconds})
     return pd.DataFrame(rows)
