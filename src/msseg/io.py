@@ -224,6 +224,9 @@ def check_header(path: Path, header) -> None:
             except Exception as exc:  # nibabel: ValueError for an impossible quaternion
                 raise MssegError(f"{path}: invalid {name} ({describe(exc)})") from exc
             _check_affine(path, matrix, name)
+    offset = float(header["vox_offset"]) if "vox_offset" in header else 0.0
+    if not np.isfinite(offset) or offset < 0:
+        raise MssegError(f"{path}: invalid voxel data offset (vox_offset {offset:g})")
     _check_file_size(path, int(header.get_data_offset()) +
                      int(np.prod(shape, dtype=np.float64)) * dtype.itemsize)
 

@@ -215,3 +215,15 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
         p.write_bytes(b"x")
     assert io.remove_stale_temporaries(tmp_path) == [dead]
     assert alive.exists() and other_host.exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -352.0])
+def test_a_header_with_an_impossible_voxel_offset_is_refused(tmp_path, value):
+    """Found by the loading fuzz test: nibabel raised a bare ValueError for vox_offset NaN."""
+    path = tmp_path / "x.nii"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), path)
+    raw = bytearray(path.read_bytes())
+    raw[108:112] = np.float32(value).tobytes()   # vox_offset, little endian
+    path.write_bytes(bytes(raw))
+    with pytest.raises(MssegError, match="x.nii: invalid voxel data offset"):
+        io.load(path)
