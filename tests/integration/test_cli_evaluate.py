@@ -228,13 +228,20 @@ def test_group_by_a_column_of_a_groups_table(tmp_path):
     (["--groups", "GROUPS"], "--groups needs --group-by"),
     (["--group-by", "site", "--groups", "GROUPS"], "no site for sub-bbb02_PSIR"),
     (["--group-by", "chunk", "--stack-by-patient"], "cannot be combined"),
+    (["--group-by", "site", "--groups", "SUMMARY"], "would overwrite the input"),
 ])
 def test_group_by_refuses_bad_requests_and_writes_nothing(tmp_path, capsys, extra, message):
     _grouped_cases(tmp_path)
     table = tmp_path / "groups.csv"
     table.write_text("case,site\nsub-aaa01_T2w,a\nsub-aaa02_PSIR,a\nsub-bbb01_T2w,b\n")
     out = tmp_path / "summary.csv"
-    argv = [str(table) if a == "GROUPS" else a for a in extra]
+    if "SUMMARY" in extra:   # the groups table given as the summary output too
+        table = out
+        table.write_text("case,site\nsub-aaa01_T2w,a\n")
+    argv = [str(table) if a in ("GROUPS", "SUMMARY") else a for a in extra]
     assert run("-p", tmp_path / "pred", "-r", tmp_path / "ref", "--summary", out, *argv) == 1
     assert message in capsys.readouterr().err
-    assert not out.exists()
+    if "SUMMARY" in extra:
+        assert out.read_text() == "case,site\nsub-aaa01_T2w,a\n"   # the input untouched
+    else:
+        assert not out.exists()

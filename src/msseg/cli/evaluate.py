@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     _check_grouping(args)
     outputs = (args.output, args.per_lesion, args.summary)
-    check_outputs(outputs, args.overwrite, inputs=(args.pred, args.ref), suffixes=(".csv",))
+    inputs = (args.pred, args.ref, *([args.groups] if args.groups is not None else []))
+    check_outputs(outputs, args.overwrite, inputs=inputs, suffixes=(".csv",))
     pairs = find_pairs(args.pred, args.ref, args.structure)
     groups = None
     if args.group_by:
