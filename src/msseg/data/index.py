@@ -88,13 +88,12 @@ def _record(root: Path, image: Path, masks: list[Path], sites: dict[str, str]) -
     affine = header.get_best_affine()
     rel = image.relative_to(root)
     patient = ("sub-" + entities["sub"]) if "sub" in entities else _plain_patient(rel, stem)
-    site = sites.get(patient) or (re.sub(r"\d+$", "", entities["sub"]) if "sub" in entities
-                                  else rel.parts[0])
+    site = sites.get(patient) or (site_of(stem) if "sub" in entities else rel.parts[0])
     return Record(
         image=str(image),
         cord=_find_mask(image, stem, masks, CORD_SUFFIXES),
         lesion=_find_mask(image, stem, masks, LESION_SUFFIXES),
-        contrast=_contrast(stem),
+        contrast=contrast_of(stem),
         orientation="".join(nib.aff2axcodes(affine)),
         spacing=tuple(float(z) for z in header.get_zooms()[:3]),
         shape=tuple(int(n) for n in header.get_data_shape()[:3]),
@@ -129,22 +128,18 @@ def _find_mask(image: Path, stem: str, masks: list[Path], suffixes: Iterable[str
     return None
 
 
-def contrast_of(stem: str) -> str:
-    """The contrast a file name says: its BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain
-    names, :data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…); else its last part."""
-    return _contrast(stem)
-
-
 def site_of(name: str) -> str | None:
-    """The site a BIDS name says: the letters of its subject label (``sub-unf01`` -> ``unf``);
-    None without a ``sub-`` entity."""
+    """The site a BIDS name says: the letters of its subject label (``sub-unf01`` -> ``unf``;
+    empty for a label of digits only); None without a ``sub-`` entity."""
     entities = dict(ENTITY.findall(name))
     if "sub" not in entities:
         return None
-    return re.sub(r"\d+$", "", entities["sub"]) or entities["sub"]
+    return re.sub(r"\d+$", "", entities["sub"])
 
 
-def _contrast(stem: str) -> str:
+def contrast_of(stem: str) -> str:
+    """The contrast a file name says: its BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain
+    names, :data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…); else its last part."""
     parts = stem.split("_")
     if parts[-1] in BIDS_CONTRASTS:
         return BIDS_CONTRASTS[parts[-1]]

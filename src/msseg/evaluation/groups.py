@@ -38,9 +38,9 @@ def _from_name(case: str, by: str) -> str:
         return contrast_of(case)
     if by == "site":
         site = site_of(case)
-        if site is None:
-            raise MssegError(f"case {case}: no sub- entity to read the site from; give "
-                             "--groups groups.csv with a site column")
+        if not site:
+            raise MssegError(f"case {case}: no site in its name (the letters of a sub- label); "
+                             "give --groups groups.csv with a site column")
         return site
     chunk = split_chunk(case)[1]
     return "none" if chunk is None else f"chunk-{chunk}"
