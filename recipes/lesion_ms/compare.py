@@ -4,8 +4,9 @@ Every model runs through `msseg segment`'s pipeline (msseg.evaluation.holdout) o
 work/lesion_ms/dataset.json: the real held-out scans as acquired (cord Dice; volume-wise
 specificity: no lesion predicted), the same scans with lesions synthesised with their contrast's
 appearance, and held-out synthetic PSIR / STIR / UNIT1 spines with lesions (lesion Dice, lesion
-PPV, sensitivity and F1, published matching rule, θ = 0.1). Models: the three regimes
-(work/lesion_ms/{baseline,sampling,finetune}/checkpoint_best.pt) and the bundled
+PPV, sensitivity and F1, published matching rule, θ = 0.1). Models: the three regimes at the
+end of their common budget (work/lesion_ms/{baseline,sampling,finetune}/checkpoint_last.pt: the
+held-out data is what is reported, so it picks no epoch) and the bundled
 lesion_ms_axial_t2 and lesion_2stage. Paired Wilcoxon (Holm) between the regimes on lesion Dice
 per image.
 
@@ -34,7 +35,7 @@ def evaluate_all(work: Path) -> pd.DataFrame:
     tables = []
     for name in (*REGIMES, *EXISTING):
         if name in REGIMES:
-            model = package_checkpoint(work / name / "checkpoint_best.pt",
+            model = package_checkpoint(work / name / "checkpoint_last.pt",
                                        work / "models" / name, f"# lesion_ms {name}\n")
         else:
             model = find_model(name)

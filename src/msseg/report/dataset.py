@@ -106,7 +106,7 @@ def sankey(counts: pd.DataFrame, path: Path,
             ax.add_patch(plt.Rectangle((i - 0.03, y0), 0.06, y1 - y0, color="0.25"))
             side, align = (-0.05, "right") if i == len(levels) - 1 else (0.05, "left")
             ax.text(i + side, (y0 + y1) / 2, f"{name}  ({int(y1 - y0)})", va="center",
-                    ha=align if i == len(levels) - 1 else "left", fontsize=12)
+                    ha=align, fontsize=12)
         for i, level in enumerate(levels):
             ax.text(i, -0.05 * total, level, ha="center", va="top", fontsize=14,
                     fontweight="bold")
