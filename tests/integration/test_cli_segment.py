@@ -284,3 +284,22 @@ def test_int16_image_with_full_range_is_not_called_empty(tiny_model):
     data = np.zeros((8, 8, 4), np.int16)
     data[0, 0, 0], data[1, 1, 1] = -32768, 32767
     check_image(Image(data, np.eye(4)), "full_range")  # no error
+
+
+def test_windows_run_around_the_cord_core_unless_the_margin_is_too_long():
+    """The core (cord half-width) picks the windows; a margin longer than a window minus its
+    step (64 voxels of 0.5 mm here) falls back to the whole neighbourhood."""
+    from msseg.inference.segment import CORD_HALF_WIDTH_MM, cord_neighbourhood
+
+    shape, affine = (200, 200, 10), np.diag([0.5, 0.5, 2.0, 1.0])
+    world = np.array([[50.0, 50.0, z] for z in np.arange(0, 20, 2.0)])
+    for margin, fallback in ((5.0, False), (40.0, True)):
+        seg = Segmenter(bundled(), SegmentOptions(crop_margin_mm=margin))
+        roi = cord_neighbourhood(shape, affine, world, margin + CORD_HALF_WIDTH_MM)
+        core = seg._core(shape, affine, world, roi)
+        assert not (core & ~roi).any()
+        widths = [int(m.any(axis=(1, 2)).sum()) for m in (core, roi)]
+        if fallback:
+            assert core is roi
+        else:   # ±14 and ±24 voxels (7 mm, 12 mm) around x = 100
+            assert widths == [2 * 14 + 1, 2 * 24 + 1]

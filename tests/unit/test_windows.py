@@ -57,3 +57,35 @@ def test_blended_outputs_match_monai(dims, shape, patch):
     roi[5:12, 6:9, :] = True
     part = predict_regions([TorchNetwork(net)], volume, patch, dims, 2, roi=roi)
     np.testing.assert_allclose(part[:, roi], expected[:, roi], atol=2e-5)
+
+
+def test_windows_touching_a_core_blend_only_those_windows_beyond_it():
+    """``touch``: only the windows touching the core run; the core keeps the whole pass's
+    values, and the rest of the roi blends exactly the windows that ran (computed here
+    window by window)."""
+    net, patch, shape = small_net(2), (32, 32), (70, 50, 2)
+    volume = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    roi = np.zeros(shape, bool)
+    roi[20:40, 10:30, :] = True
+    core = np.zeros(shape, bool)
+    core[26:34, 16:24, :] = True
+    whole = predict_regions([TorchNetwork(net)], volume, patch, 2, 2)
+    part = predict_regions([TorchNetwork(net)], volume, patch, 2, 2, roi=roi, touch=core)
+    np.testing.assert_allclose(part[:, core], whole[:, core], atol=2e-5)
+    gauss = gaussian_weights(patch, "monai")
+    sums, weight = np.zeros((2, *shape), np.float32), np.zeros(shape, np.float32)
+    for z in range(shape[2]):
+        for x in window_starts(shape[0], patch[0], 0.5, "monai"):
+            for y in window_starts(shape[1], patch[1], 0.5, "monai"):
+                box = (slice(x, x + 32), slice(y, y + 32), z)
+                if not core[box].any():
+                    continue
+                with torch.inference_mode():
+                    out = net(torch.from_numpy(volume[box][None, None].copy()))[0].numpy()
+                sums[(slice(None), *box)] += out * gauss
+                weight[box] += gauss
+    assert weight[roi].min() > 0   # every roi voxel lies in a window that ran
+    expected = 1 / (1 + np.exp(-sums[:, roi] / weight[roi]))
+    np.testing.assert_allclose(part[:, roi], expected, atol=2e-5)
+    assert np.abs(part[:, roi & ~core] - whole[:, roi & ~core]).max() > 1e-4  # not the whole pass
+    assert (part[:, ~roi] == 0).all()

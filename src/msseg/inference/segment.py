@@ -8,9 +8,10 @@ dilated cord, small components removed, largest cord component) -> lesion table.
 
 * msseg models (:class:`Segmenter`): reorient to RPI -> resample (in-plane only for 2D models,
   0.5 mm isotropic for the two-stage 3D models, slices resized for the brain model) ->
-  normalise as trained -> either only the whole-image windows that touch the neighbourhood
-  of the centerline (``crop_margin_mm`` + the cord's half-width around it; inside it the
-  values are those of the whole-image pass, outside it 0) or,
+  normalise as trained -> either only the whole-image windows that touch the cord's core
+  around the centerline (its half-width; inside it the values are those of the whole-image
+  pass; the ``crop_margin_mm`` beyond blends the windows that reach it from the core; outside
+  the two, 0) or,
   for models trained along the centerline (``plan.frame == "centerline"``), the tube of windows
   that follows it -> sliding windows with Gaussian blending (``tta``: a left-right mirrored
   pass too) -> probabilities back to the input's grid -> ``p >= threshold``.
@@ -57,7 +58,7 @@ class SegmentOptions:
     device: str = "cpu"
     backend: str = "auto"   # auto (ONNX Runtime on CPU when the model ships it) | onnx | torch
     threads: int = 0        # intra-op threads (0: the cores available to the process)
-    crop_margin_mm: float = 5.0   # + CORD_HALF_WIDTH_MM: inside it, values as --no-crop
+    crop_margin_mm: float = 5.0   # kept beyond CORD_HALF_WIDTH_MM (inside that, as --no-crop)
     centerline: str = "cnn"     # cnn | intensity: how stage 1 finds the cord
     centerline_step_mm: float = 5.0  # stage-1 heatmap on slices this far apart (0: all)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
@@ -232,14 +233,15 @@ class Segmenter:
         if self.plan.frame != "resize" and (options.crop or self.plan.frame == "centerline"):
             self.finder = _finder(options)
 
-    def _predict(self, volume: np.ndarray, roi: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, tuple[slice, ...]]:
+    def _predict(self, volume: np.ndarray, roi: np.ndarray | None = None,
+                 core: np.ndarray | None = None) -> tuple[np.ndarray, tuple[slice, ...]]:
         from msseg.models.windows import predict_regions_extent
 
         return predict_regions_extent([self.network], volume, self.plan.patch_size,
                                       self.plan.dims, len(self.plan.regions),
                                       self.options.batch_size or 4, roi=roi,
-                                      mirror_axes=(0,) if self.options.tta else ())
+                                      mirror_axes=(0,) if self.options.tta else (),
+                                      touch=core)
 
     def _tube_predict(self, work: Image, world: np.ndarray) -> np.ndarray:
         tube = Tube.around(centres_on_grid(world, work.affine, work.shape[2]),
@@ -249,10 +251,11 @@ class Segmenter:
         return tube.paste(prob, work.shape, 0.0)
 
     def _probabilities(self, work: Image, world: np.ndarray | None,
-                       roi: np.ndarray | None = None
+                       roi: np.ndarray | None = None, core: np.ndarray | None = None
                        ) -> tuple[np.ndarray, tuple[slice, ...], np.ndarray | None]:
         """Region probabilities over a box of the work grid (0 elsewhere), that box, and the
-        neighbourhood of the centerline they were restricted to (``roi``; None: none)."""
+        neighbourhood of the centerline they were restricted to (``roi``; None: none); only
+        the windows touching ``core`` (a part of ``roi``; None: ``roi``) run."""
         whole = tuple(slice(0, n) for n in work.shape)
         if self.plan.frame == "centerline":
             if world is None:
@@ -261,14 +264,16 @@ class Segmenter:
             return self._tube_predict(work, world), whole, None
         if self.plan.frame == "resize":   # only slices holding brain (all-zero slices: none)
             roi = np.broadcast_to((work.data != 0).any(axis=(0, 1)), work.shape)
-        prob, box = self._predict(work.data, roi)
+        prob, box = self._predict(work.data, roi, core)
         if roi is not None:
             prob[:, ~roi[box]] = 0
         return prob, box, roi
 
-    def _cropped_input(self, image: Image, world: np.ndarray) -> tuple[Image, np.ndarray]:
-        """The network grid around the cord: the neighbourhood of the centerline (``roi``) and
-        a volume whose voxels are preprocessed only where the windows touching it read
+    def _cropped_input(self, image: Image, world: np.ndarray
+                       ) -> tuple[Image, np.ndarray, np.ndarray]:
+        """The network grid around the cord: the neighbourhood of the centerline (``roi``),
+        its core (the cord's own half-width, the windows to run: :meth:`_core`) and a volume
+        whose voxels are preprocessed only where the windows touching the core read
         (:func:`~msseg.models.windows.windows_box`); the rest is never-touched zero memory.
         The windows then see exactly the values of the whole-image preprocessing."""
         from msseg.models.windows import windows_box
@@ -276,8 +281,9 @@ class Segmenter:
 
         shape, affine = network_grid(image, self.plan)
         roi = cord_neighbourhood(shape, affine, world, self._margin_mm)
+        core = self._core(shape, affine, world, roi)
         data = np.zeros(shape, np.float32)
-        found = bounding_box(roi)
+        found = bounding_box(core)
         if found is not None:
             patch = tuple(self.plan.patch_size)
             if self.plan.dims == 2:   # slices first, as the 2D runner takes them
@@ -287,7 +293,19 @@ class Segmenter:
             else:
                 box = windows_box(shape, patch, found)
             data[box] = preprocess_box(image, self.plan, box)
-        return Image(data, affine), roi
+        return Image(data, affine), roi, core
+
+    def _core(self, shape, affine, world: np.ndarray, roi: np.ndarray) -> np.ndarray:
+        """The windows to run: those touching the cord's half-width around the centerline
+        (``CORD_HALF_WIDTH_MM``). Every voxel of the margin beyond it lies in one of them
+        while the margin is shorter than a window minus its step (then ``roi`` itself): the
+        margin's values blend those windows only, the core's are exactly the whole pass's."""
+        patch = self.plan.patch_size[:2] if self.plan.dims == 2 else self.plan.patch_size
+        spacing = spacing_from_affine(affine)[:len(patch)]
+        margin = np.ceil(self.options.crop_margin_mm / spacing)
+        if any(m > p - max(int(p * 0.5), 1) for m, p in zip(margin, patch, strict=True)):
+            return roi
+        return cord_neighbourhood(shape, affine, world, CORD_HALF_WIDTH_MM)
 
     @property
     def _margin_mm(self) -> float:
@@ -304,15 +322,15 @@ class Segmenter:
             points = (np.linalg.inv(rpi.affine) @ np.column_stack(
                 [world, np.ones(len(world))]).T)[:2].T
             keep = tube_box(points, rpi, self.plan)
-        roi = None
+        roi = core = None
         if self.plan.frame == "image" and world is not None and self.options.crop:
-            work, roi = self._cropped_input(image, world)
+            work, roi, core = self._cropped_input(image, world)
         else:
             work = preprocess_image(image, self.plan, keep)
-        prob, box, roi = self._probabilities(work, world, roi)
+        prob, box, roi = self._probabilities(work, world, roi, core)
         affine = work.crop(box).affine
         crop_box = None if roi is None else _bounding_box(roi)
-        del work, roi   # the network grid's volume is not needed any more
+        del work, roi, core   # the network grid's volume is not needed any more
         order = BACK_ORDER[self.plan.frame]
         threshold = 0.5 if self.options.threshold is None else self.options.threshold
         probabilities, masks = {}, {}

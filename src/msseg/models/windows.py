@@ -270,14 +270,16 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 def predict_regions(networks: Sequence[Network], volume: np.ndarray, patch: tuple[int, ...],
                     dims: int, heads: int, batch_size: int = 4, overlap: float = 0.5,
-                    roi: np.ndarray | None = None, mirror_axes: tuple[int, ...] = ()
-                    ) -> np.ndarray:
+                    roi: np.ndarray | None = None, mirror_axes: tuple[int, ...] = (),
+                    touch: np.ndarray | None = None) -> np.ndarray:
     """msseg models: sigmoid probabilities (heads, X, Y, Z) of a preprocessed RPI volume
     (X, Y, Z), MONAI's window placement and Gaussian blending. 2D models run on the axial
     slices (axis 2) one at a time; ``roi`` (X, Y, Z) restricts the windows run (0 outside
-    the windows that ran)."""
+    the windows that ran); ``touch`` (a part of ``roi``; default ``roi`` itself): only the
+    windows touching it run — inside it the values are those of the whole-image pass, in the
+    rest of ``roi`` they blend the windows that reach it from ``touch``."""
     probs, extent = predict_regions_extent(networks, volume, patch, dims, heads, batch_size,
-                                           overlap, roi, mirror_axes)
+                                           overlap, roi, mirror_axes, touch)
     if probs.shape[1:] == volume.shape:
         return probs
     full = np.zeros((heads, *volume.shape), np.float32)
@@ -288,22 +290,26 @@ def predict_regions(networks: Sequence[Network], volume: np.ndarray, patch: tupl
 def predict_regions_extent(networks: Sequence[Network], volume: np.ndarray,
                            patch: tuple[int, ...], dims: int, heads: int, batch_size: int = 4,
                            overlap: float = 0.5, roi: np.ndarray | None = None,
-                           mirror_axes: tuple[int, ...] = ()
+                           mirror_axes: tuple[int, ...] = (), touch: np.ndarray | None = None
                            ) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """As :func:`predict_regions`, over the bounding box of the windows run only: (heads,
-    *box shape) probabilities and the box (slices of X, Y, Z)."""
+    """As :func:`predict_regions`, over a box only: (heads, *box shape) probabilities and the
+    box (slices of X, Y, Z) — for 2D models the bounding box of ``roi``, for 3D models that
+    of the windows run."""
     runner = WindowRunner(networks, patch, batch_size, mirror_axes, "monai", step=overlap)
+    touch = roi if touch is None else touch
     if dims == 2:
-        return _slabs_2d(runner, volume, heads, roi)
-    logits, _, extent = runner.predict_extent(volume[None], heads, roi)
+        return _slabs_2d(runner, volume, heads, roi, touch)
+    logits, _, extent = runner.predict_extent(volume[None], heads, touch)
     return sigmoid(np.ascontiguousarray(logits)), extent
 
 
 def _slabs_2d(runner: WindowRunner, volume: np.ndarray, heads: int, roi: np.ndarray | None,
-              slab: int = 16) -> tuple[np.ndarray, tuple[slice, ...]]:
+              touch: np.ndarray | None, slab: int = 16
+              ) -> tuple[np.ndarray, tuple[slice, ...]]:
     """2D models, a slab of axial slices at a time (slices are independent, so the result
     is that of the whole volume at once): only the bounding box of ``roi`` (or the whole
-    volume) is kept, so the blending buffers never span the whole scan."""
+    volume) is kept, so the blending buffers never span the whole scan; the windows run are
+    those touching ``touch``."""
     box = tuple(slice(0, n) for n in volume.shape)
     if roi is not None:
         box = bounding_box(roi) or tuple(slice(0, 0) for _ in volume.shape)
@@ -311,7 +317,7 @@ def _slabs_2d(runner: WindowRunner, volume: np.ndarray, heads: int, roi: np.ndar
     for z0 in range(box[2].start, box[2].stop, slab):
         z1 = min(z0 + slab, box[2].stop)
         data = np.moveaxis(volume[:, :, z0:z1], 2, 0)[None]   # slices first: leading axis
-        part = None if roi is None else np.moveaxis(roi[:, :, z0:z1], 2, 0)
+        part = None if touch is None else np.moveaxis(touch[:, :, z0:z1], 2, 0)
         logits, _, (z, x, y) = runner.predict_extent(data, heads, part)
         if logits.size == 0:
             continue
