@@ -121,3 +121,28 @@ def test_written_session_is_indexed_with_site_chunk_and_masks(spine, tmp_path):
     assert [r.image for r in records] == [str(p) for p in paths]
     table = (tmp_path / "derivatives/labels/sub-A01/ses-01/anat/sub-A01_ses-01_lesions.tsv")
     assert len(table.read_text().splitlines()) == sum(COUNTS.values()) + 1
+
+
+def test_synth_chunks_command_writes_a_cohort_or_nothing(shared_data, tmp_path, capsys):
+    from msseg.cli.main import main
+
+    pam50 = str(shared_data / "spine" / "PAM50")
+    out = tmp_path / "cohort"
+    assert main(["dataset", "synth-chunks", str(out), "--pam50", pam50,
+                 "--subjects", "A=1,Z=2"]) == 1
+    assert "unknown site(s) Z" in capsys.readouterr().err and not out.exists()
+    assert main(["dataset", "synth-chunks", str(out), "--pam50", str(tmp_path),
+                 "--subjects", "A=1"]) == 1
+    assert not out.exists()
+    assert main(["dataset", "synth-chunks", str(out), "--pam50", pam50, "--subjects", "C=1",
+                 "--seed", "2"]) == 0
+    records = scan(out)
+    assert sorted(r.chunk for r in records) == [1, 2, 3]
+    assert {r.site for r in records} == {"C"}
+    assert (out / "participants.tsv").read_text().splitlines() == ["participant_id\tsite",
+                                                                   "sub-C01\tC"]
+    cohort = (out / "derivatives/labels/lesions.tsv").read_text().splitlines()
+    session = (out / "derivatives/labels/sub-C01/ses-01/anat/sub-C01_ses-01_lesions.tsv"
+               ).read_text().splitlines()
+    assert len(cohort) == len(session) and cohort[0].endswith("subject\tsite")
+    assert main(["dataset", "synth-chunks", str(out), "--pam50", pam50]) == 1  # not empty

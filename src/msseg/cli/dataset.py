@@ -1,5 +1,5 @@
 """``msseg dataset``: index a dataset, split it by patient, report what it holds, export it to
-nnU-Net."""
+nnU-Net, or make the semi-synthetic chunked whole-spine cohort (``synth-chunks``)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--id", type=int, default=501)
     e.add_argument("--name", default="MSSpineLesion")
     e.set_defaults(run=run_export)
+    c = actions.add_parser("synth-chunks", help="semi-synthetic chunked whole-spine cohort "
+                           "(BIDS) from the PAM50 maps: 3 axial chunks per session, lesions, "
+                           "sites (msseg.data.whole_spine)")
+    c.add_argument("outdir", type=Path, help="new BIDS folder")
+    c.add_argument("--pam50", type=Path, required=True,
+                   help="folder of the PAM50 label maps (e.g. ../shared/data/spine/PAM50)")
+    c.add_argument("--subjects", default="A=4,B=4,C=2", metavar="SITE=N,…",
+                   help="sessions per site, sites A, B, C (default A=4,B=4,C=2)")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(run=run_synth_chunks)
 
 
 def run_scan(args: argparse.Namespace) -> int:
@@ -77,4 +87,44 @@ def run_export(args: argparse.Namespace) -> int:
 
     root = export_nnunet(load_index(args.index), args.output, args.id, args.name)
     print(f"nnU-Net raw dataset written to {root}")
+    return 0
+
+
+def parse_counts(text: str) -> dict[str, int]:
+    """``"A=4,B=2"`` -> ``{"A": 4, "B": 2}``."""
+    from msseg.errors import MssegError
+
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise MssegError(f"--subjects {text!r}: want SITE=N,… (e.g. A=4,B=2)")
+        out[key.strip()] = int(value)
+    if not out:
+        raise MssegError("--subjects: no site given")
+    return out
+
+
+def run_synth_chunks(args: argparse.Namespace) -> int:
+    from msseg import io
+    from msseg.cli.common import progress
+    from msseg.data import whole_spine
+    from msseg.errors import MssegError
+
+    subjects = parse_counts(args.subjects)
+    unknown = sorted(set(subjects) - set(whole_spine.SITES))
+    if unknown:
+        raise MssegError(f"--subjects: unknown site(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(whole_spine.SITES)})")
+    if not (args.pam50 / "PAM50_levels.nii.gz").is_file():
+        raise MssegError(f"{args.pam50}: no PAM50_levels.nii.gz (the PAM50 label maps folder)")
+    if args.outdir.exists() and any(args.outdir.iterdir()):
+        raise MssegError(f"{args.outdir}: exists and is not empty; give a new folder")
+    table = whole_spine.write_cohort(args.pam50, args.outdir, subjects, args.seed,
+                                     wrap=lambda jobs: progress(jobs, "sessions", 2))
+    io.replace_atomically(args.outdir / "derivatives" / "labels" / "lesions.tsv",
+                          lambda tmp: table.to_csv(tmp, sep="\t", index=False))
+    per_region = table.region.value_counts().to_dict() if len(table) else {}
+    print(f"{sum(subjects.values())} sessions × 3 chunks, {len(table)} lesions "
+          f"({', '.join(f'{k} {v}' for k, v in per_region.items())}) -> {args.outdir}")
     return 0

@@ -227,6 +227,41 @@ def write_session(spine: WholeSpine, chunks: list[Chunk], root: str | Path, subj
     return paths
 
 
+#: Mean lesion count per region of a session (:func:`write_cohort`, Poisson): most lesions in
+#: the cervical cord, as in the axial-T2w paper's cohort; this project's choice of numbers.
+LESION_MEANS = {"cervical": 2.0, "thoracic": 1.2, "lumbar": 0.2}
+
+
+def write_cohort(pam50_dir: str | Path, root: str | Path, subjects: dict[str, int],
+                 seed: int = 0, lesion_means: dict[str, float] | None = None,
+                 config: WholeSpineConfig = WholeSpineConfig(), wrap=None) -> pd.DataFrame:
+    """A chunked cohort in BIDS under ``root``: ``subjects[site]`` sessions per site
+    (:data:`SITES`), subject ``<site><nn>``, lesion counts per region drawn from
+    Poisson(``lesion_means``); ``participants.tsv`` gives each subject's site. Returns the
+    lesion table of the cohort (one row per lesion, with its subject and site)."""
+    unknown = sorted(set(subjects) - set(SITES))
+    if unknown:
+        raise ValueError(f"unknown site(s) {', '.join(unknown)} (known: {', '.join(SITES)})")
+    means = lesion_means or LESION_MEANS
+    rng = np.random.default_rng(seed)
+    jobs = [(site, n) for site, count in subjects.items() for n in range(1, count + 1)]
+    root = Path(root)
+    tables, participants = [], []
+    for site, n in (wrap(jobs) if wrap else jobs):
+        subject = f"{site}{n:02d}"
+        counts = {region: int(rng.poisson(mean)) for region, mean in means.items()}
+        session_seed = int(rng.integers(2**31))
+        spine = whole_spine(pam50_dir, session_seed, SITES[site], replace(config, lesions=counts))
+        write_session(spine, cut_chunks(spine, session_seed, config), root, subject)
+        tables.append(spine.lesions.assign(subject=f"sub-{subject}", site=site))
+        participants.append({"participant_id": f"sub-{subject}", "site": site})
+    pd.DataFrame(participants).to_csv(root / "participants.tsv", sep="\t", index=False)
+    (root / "dataset_description.json").write_text(
+        '{"Name": "msseg semi-synthetic chunked whole spines (PAM50)", "BIDSVersion": '
+        '"1.9.0", "DatasetType": "raw", "GeneratedBy": [{"Name": "msseg.data.whole_spine"}]}\n')
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
 # ------------------------------------------------------------------------------- internals
 
 def _levels(pam50_dir: str) -> np.ndarray:
