@@ -8,7 +8,9 @@ other dataset (the first ``max_test_images`` of each, for a CPU budget), and on 
 validation images (the diagonal). Per image: lesion Dice and IoU
 (both 1 when prediction and reference are empty, as MetricsReloaded).
 
-Outputs in OUT: ``per_image.csv`` (variant, train, test, image, dice, iou), ``dice_matrix.csv``
+A design of the experiment engine (:mod:`msseg.experiments.engine`: resumable, one tidy table).
+Outputs in OUT: ``per_image.csv`` (model, case, variant, train, test, image, dice, iou; one row
+per test image × model), ``dice_matrix.csv``
 and ``iou_matrix.csv`` (rows: training set, columns: test set, means), ``matrix.png`` (both as
 heatmaps), ``anova_tukey.csv`` (one-way ANOVA + Tukey HSD comparing training sets on their
 out-of-dataset per-image Dice), and, for each ablation ``KEY=a,b,…``, the matrix again with
@@ -31,11 +33,11 @@ from msseg.cli.common import progress
 from msseg.data.index import Record, load_index, save_index
 from msseg.errors import MssegError
 from msseg.evaluation.voxel import dice
+from msseg.experiments.engine import Run, Scored, run_design
 from msseg.inference.segment import Segmenter, SegmentOptions
 from msseg.statistics import COLUMNS, anova_tukey
 from msseg.training.config import TrainConfig
-from msseg.training.loop import split_records, train
-from msseg.training.package import package_checkpoint
+from msseg.training.loop import split_records
 
 ABLATABLE = ("normalization", "architecture", "loss", "label_consensus", "augmentation")
 
@@ -76,69 +78,94 @@ def run_experiment(datasets: Mapping[str, str | Path], base: TrainConfig, out: s
                    combine: bool = False, ablations: Mapping[str, list[str]] | None = None,
                    options: SegmentOptions | None = None, max_test_images: int | None = None
                    ) -> dict[str, pd.DataFrame]:
-    out = Path(out)
-    ablations = dict(ablations or {})
+    """The cross-dataset design on the experiment engine (:mod:`msseg.experiments.engine`)."""
     records = {name: load_index(path) for name, path in datasets.items()}
     if len(records) < 2:
         raise MssegError("cross-dataset needs at least two --dataset NAME=INDEX")
-    options = options or SegmentOptions(crop=False)
-    main_config = base.replace(**{k: v[0] for k, v in ablations.items()})
-    main_config.validate()
-    variants = {"main": main_config}
-    for key, values in ablations.items():
-        for value in values[1:]:
-            variants[f"{key}={value}"] = main_config.replace(**{key: value})
-            variants[f"{key}={value}"].validate()
-    sets = training_sets(list(records), combine)
-    rows = []
-    for variant, config in variants.items():
-        for tset in sets:
-            rows += _train_and_test(variant, config, tset, records, out, options,
-                                    max_test_images)
-    per_image = pd.DataFrame(rows)
-    io.write_csv(per_image, out / "per_image.csv")
-    results = {"per_image": per_image}
-    main = per_image[per_image.variant == "main"]
-    for metric in ("dice", "iou"):
-        matrix = main.pivot_table(index="train", columns="test", values=metric, aggfunc="mean")
-        matrix = matrix.reindex(index=[s.name for s in sets], columns=list(records))
-        io.write_csv(matrix.reset_index(), out / f"{metric}_matrix.csv")
-        results[f"{metric}_matrix"] = matrix
-    plot_matrices(results["dice_matrix"], results["iou_matrix"], out / "matrix.png")
-    results["anova_tukey"] = _anova(main)
-    io.write_csv(results["anova_tukey"], out / "anova_tukey.csv")
-    results["ablations"] = _ablations(per_image, ablations)
-    io.write_csv(results["ablations"], out / "ablations.csv")
-    return results
+    design = CrossDataset(records, base, dict(ablations or {}), combine,
+                          options or SegmentOptions(crop=False), max_test_images)
+    results = run_design(design, out, lambda items, name: progress(items, name))
+    return {"per_image": results.pop("results"), **results}
 
 
-def _train_and_test(variant: str, config: TrainConfig, tset: TrainingSet,
-                    records: Mapping[str, list[Record]], out: Path,
-                    options: SegmentOptions, max_test_images: int | None) -> list[dict]:
-    run_dir = out / "runs" / _slug(variant) / tset.name
-    members = [r for name in tset.members for r in records[name]]
-    index = save_index(members, run_dir / "dataset.json")
-    config = config.replace(dataset=str(index), output=str(run_dir), fold=None)
-    if not (run_dir / "model" / "model.pt").exists():
-        train(config, resume=True)
-        package_checkpoint(run_dir / "checkpoint_best.pt", run_dir / "model",
-                           f"# cross-dataset run {variant} / {tset.name}\n")
-    from msseg.models.registry import open_model
+class CrossDataset:
+    """Every training set × variant (main, then each ablation value) is a run; its test cases
+    are the lesion-bearing images of every dataset it did not train on and, for a single
+    dataset, its own held-out split (the diagonal)."""
 
-    segmenter = Segmenter(open_model(run_dir / "model"), options)
-    _, own_val = split_records(members, config)
-    tests = {name: recs for name, recs in records.items() if name not in tset.members}
-    if len(tset.members) == 1:
-        tests[tset.members[0]] = own_val        # the diagonal: its held-out split
-    rows = []
-    for test_name, recs in tests.items():
-        recs = [r for r in recs if r.lesion is not None or r.raters][:max_test_images]
-        for r in progress(recs, f"{variant} {tset.name} -> {test_name}"):
-            pred = segmenter.segment(io.load(r.image), r.image).lesion.data > 0
-            ref = io.load(r.lesion).data > 0 if r.lesion else _consensus(r, config)
-            rows.append({"variant": variant, "train": tset.name, "test": test_name,
-                         "image": r.image, "dice": dice(pred, ref), "iou": iou(pred, ref)})
-    return rows
+    table = "per_image.csv"
+
+    def __init__(self, records: Mapping[str, list[Record]], base: TrainConfig,
+                 ablations: dict[str, list[str]], combine: bool, options: SegmentOptions,
+                 max_test_images: int | None):
+        self.records, self.ablations, self.options = records, ablations, options
+        self.max_test_images = max_test_images
+        main_config = base.replace(**{k: v[0] for k, v in ablations.items()})
+        main_config.validate()
+        self.variants = {"main": main_config}
+        for key, values in ablations.items():
+            for value in values[1:]:
+                self.variants[f"{key}={value}"] = main_config.replace(**{key: value})
+                self.variants[f"{key}={value}"].validate()
+        self.sets = training_sets(list(records), combine)
+        self.tests: dict[str, dict[str, tuple[str, Record]]] = {}
+        self._segmenters: dict[str, Segmenter] = {}
+
+    def runs(self, out: Path) -> list[Run]:
+        runs = []
+        for variant, config in self.variants.items():
+            for tset in self.sets:
+                name = f"{_slug(variant)}/{tset.name}"
+                members = [r for m in tset.members for r in self.records[m]]
+                index = save_index(members, out / "runs" / name / "dataset.json")
+                config_run = config.replace(dataset=str(index), fold=None)
+                self.tests[name] = self._test_cases(tset, members, config_run)
+                runs.append(Run(name, config_run, "best",
+                                {"variant": variant, "train": tset.name}))
+        return runs
+
+    def _test_cases(self, tset: TrainingSet, members: list[Record], config: TrainConfig
+                    ) -> dict[str, tuple[str, Record]]:
+        tests = {name: recs for name, recs in self.records.items() if name not in tset.members}
+        if len(tset.members) == 1:
+            tests[tset.members[0]] = split_records(members, config)[1]   # the diagonal
+        cases = {}
+        for test_name, recs in tests.items():
+            recs = [r for r in recs if r.lesion is not None or r.raters][:self.max_test_images]
+            cases.update({r.image: (test_name, r) for r in recs})
+        return cases
+
+    def cases(self, run: Run) -> list[str]:
+        return list(self.tests[run.name])
+
+    def score(self, run: Run, model, case: str) -> Scored:
+        if run.name not in self._segmenters:
+            self._segmenters = {run.name: Segmenter(model, self.options)}
+        test_name, record = self.tests[run.name][case]
+        pred = self._segmenters[run.name].segment(io.load(record.image),
+                                                  record.image).lesion.data > 0
+        ref = io.load(record.lesion).data > 0 if record.lesion else _consensus(record,
+                                                                                run.config)
+        return Scored([{"test": test_name, "image": record.image, "dice": dice(pred, ref),
+                        "iou": iou(pred, ref)}])
+
+    def summarize(self, per_image: pd.DataFrame, lesions: pd.DataFrame, out: Path
+                  ) -> dict[str, pd.DataFrame]:
+        results = {}
+        main = per_image[per_image.variant == "main"]
+        for metric in ("dice", "iou"):
+            matrix = main.pivot_table(index="train", columns="test", values=metric,
+                                      aggfunc="mean")
+            matrix = matrix.reindex(index=[s.name for s in self.sets],
+                                    columns=list(self.records))
+            io.write_csv(matrix.reset_index(), out / f"{metric}_matrix.csv")
+            results[f"{metric}_matrix"] = matrix
+        plot_matrices(results["dice_matrix"], results["iou_matrix"], out / "matrix.png")
+        results["anova_tukey"] = _anova(main)
+        io.write_csv(results["anova_tukey"], out / "anova_tukey.csv")
+        results["ablations"] = _ablations(per_image, self.ablations)
+        io.write_csv(results["ablations"], out / "ablations.csv")
+        return results
 
 
 def _consensus(record: Record, config: TrainConfig) -> np.ndarray:
