@@ -1,4 +1,18 @@
-"""``msseg experiment cross-dataset``: train on each dataset, test on every other.
+"""``msseg experiment cross-dataset | preprocessing``: multi-model experiments on one engine.
+
+Both designs run on :mod:`msseg.experiments.engine`: models already trained are reused and the
+results table is appended case by case, so a killed experiment continues where it stopped.
+
+``preprocessing`` (the axial-T2w paper's design, :mod:`msseg.experiments.preprocessing`):
+``--dataset`` a chunk index (``msseg dataset scan`` of ``_chunk-N`` images with cord and
+lesion masks), ``--variants`` of chunks-native, stitched-native, chunks-straightened,
+stitched-straightened, ``--dims 2,3``, ``--folds K`` (patient level), an optional base training
+``--config`` (YAML; default: msseg's defaults) and ``--budget EPOCHS[xITERATIONS]``. Writes
+results.csv (one row per session × model × reference), lesions.csv, table.csv/.md,
+statistics.csv, raincloud_<metric>.png, detection_by_chunk.csv, detection_by_volume.csv,
+lesion_counts.csv and detection.png into OUT.
+
+``cross-dataset``: train on each dataset, test on every other.
 
 ``--dataset NAME=INDEX`` (two or more; indexes from ``msseg dataset scan``), a base training
 config (YAML, fields of TrainConfig; its ``dataset``/``output`` are set per run), ``--combine``
@@ -34,6 +48,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="test on at most this many images per dataset (CPU budget)")
     c.add_argument("--label-consensus", choices=("none", "union", "majority", "staple"))
     c.set_defaults(run=run)
+    pre = kinds.add_parser("preprocessing", help="chunks vs stitched × native vs straightened "
+                           "× 2D vs 3D (the axial-T2w paper's design)", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    pre.add_argument("--dataset", type=Path, required=True, help="chunk dataset index (JSON)")
+    pre.add_argument("-o", "--outdir", type=Path, required=True)
+    pre.add_argument("--config", type=Path, help="base training config (YAML)")
+    pre.add_argument("--variants", default="chunks-native,stitched-native,"
+                     "chunks-straightened,stitched-straightened")
+    pre.add_argument("--dims", default="2,3")
+    pre.add_argument("--folds", type=int, default=3, help="patient-level folds (default 3)")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--budget", metavar="EPOCHS[xITERATIONS]",
+                     help="training budget of every model, e.g. 5x50 (default: the config's)")
+    pre.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    pre.set_defaults(run=run_preprocessing)
 
 
 def parse_datasets(items: list[str]) -> dict[str, Path]:
@@ -62,5 +91,46 @@ def run(args: argparse.Namespace) -> int:
         print_table(results[name].round(3).reset_index(), name.replace("_", " "))
     if len(results["ablations"]):
         print_table(results["ablations"], "ablations (paired Wilcoxon)")
+    print(f"results in {args.outdir}")
+    return 0
+
+
+def parse_budget(text: str | None) -> dict[str, int]:
+    if not text:
+        return {}
+    epochs, _, iterations = text.lower().partition("x")
+    try:
+        out = {"epochs": int(epochs)}
+        if iterations:
+            out["iterations_per_epoch"] = int(iterations)
+    except ValueError:
+        raise MssegError(f"--budget {text!r}: want EPOCHS or EPOCHSxITERATIONS, e.g. 5x50"
+                         ) from None
+    if min(out.values()) < 1:
+        raise MssegError(f"--budget {text!r}: epochs and iterations must be at least 1")
+    return out
+
+
+def run_preprocessing(args: argparse.Namespace) -> int:
+    from msseg.cli.common import progress
+    from msseg.data.index import load_index
+    from msseg.experiments.engine import run_design
+    from msseg.experiments.preprocessing import Preprocessing
+    from msseg.inference.segment import SegmentOptions
+    from msseg.training.config import TrainConfig
+
+    base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    base = base.replace(**parse_budget(args.budget), num_threads=args.threads or
+                        base.num_threads)
+    try:
+        dims = [int(d) for d in args.dims.split(",") if d.strip()]
+    except ValueError:
+        raise MssegError(f"--dims {args.dims!r}: want 2, 3 or 2,3") from None
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    design = Preprocessing(load_index(args.dataset), base, variants, dims, args.folds,
+                           args.seed, SegmentOptions(threads=args.threads),
+                           wrap=lambda items: progress(items, "stitching sessions", 2))
+    results = run_design(design, args.outdir, lambda items, name: progress(items, name, 1))
+    print_table(results["table"], "preprocessing design (mean ± sd per session)")
     print(f"results in {args.outdir}")
     return 0

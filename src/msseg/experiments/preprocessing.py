@@ -1,0 +1,258 @@
+"""The axial-T2w paper's preprocessing design: chunks vs stitched × native vs straightened × 2D
+vs 3D, scored in native space on chunks stacked per patient.
+
+A design of the experiment engine (:mod:`msseg.experiments.engine`). From a dataset index of
+chunk acquisitions (``_chunk-N`` images of sessions, with cord and lesion masks; patient-level
+folds), four versions of the data:
+
+* ``chunks-native``: the chunks as acquired;
+* ``stitched-native``: every session's chunks stitched into one whole-spine image, masks with
+  it (:func:`msseg.preprocess.stitch.stitch`; built once under ``OUT/variants/stitched`` and
+  reused by every model);
+* ``chunks-straightened`` / ``stitched-straightened``: the same, the models trained in
+  straightened space (training config ``frame: straightened``: each image straightened along
+  its cord mask's centerline) and run through :class:`~msseg.inference.segment.
+  StraightSegmenter` (straightened along the stage-1 centerline, probabilities brought back by
+  the inverse mapping).
+
+Each variant × dims (2D; 3D with the planner's hybrid kernels) × fold is one model: the same
+frozen base config, only the dataset, ``dims``, ``frame`` and validation fold differ; each is
+tested on its fold's sessions (cross-validation at patient level) at the end of its budget
+(``checkpoint_last``: the test fold chooses no epoch). Every prediction comes back to native
+space before scoring:
+
+* chunk variants: each chunk is segmented on its own grid; the session's chunks are stacked
+  (:func:`~msseg.evaluation.stacking.stack_chunks`) against the stacked chunk references
+  (``reference = chunks``);
+* stitched variants: the stitched image is segmented; scored against the stitched reference as
+  published (``reference = stitched``) and, resampled onto every chunk's grid (linear, ≥ 0.5),
+  against the stacked chunk references (``reference = chunks``) — there a lesion in an overlap
+  is seen by two chunks and, chunks being stacked apart, counts once per chunk that holds it,
+  for the prediction as for the reference, as for the chunk variants.
+
+Results (one row per session × model × reference): lesion Dice, NSD, lesion PPV /
+sensitivity / F1 (published matching, θ = 0.1), lesion counts and |n_ref − n_pred|, cord Dice;
+``lesions.csv``: every reference and predicted lesion with its volume, chunk and whether it
+was detected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msseg import io
+from msseg.data.index import Record, assign_folds, save_index
+from msseg.errors import MssegError
+from msseg.evaluation.engine import EvalOptions, evaluate_masks
+from msseg.evaluation.stacking import stack_chunks
+from msseg.evaluation.voxel import dice
+from msseg.experiments.engine import Run, Scored
+from msseg.image import Image
+from msseg.inference.segment import SegmentOptions, make_segmenter
+from msseg.preprocess.resample import resample_to_grid
+from msseg.training.config import TrainConfig
+
+VARIANTS = ("chunks-native", "stitched-native", "chunks-straightened", "stitched-straightened")
+METRICS = ("dice", "nsd", "lesion_ppv", "lesion_sensitivity", "lesion_f1", "n_ref_lesions",
+           "n_pred_lesions")
+
+
+def session_key(record: Record) -> str:
+    return record.patient + (f"_{record.session}" if record.session else "")
+
+
+def sessions(records: Sequence[Record]) -> dict[str, list[Record]]:
+    """Chunk records per session, chunk 1 (most cranial) first."""
+    out: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        out[session_key(record)].append(record)
+    return {k: sorted(v, key=lambda r: r.chunk or 0) for k, v in sorted(out.items())}
+
+
+def check_chunks(records: Sequence[Record]) -> None:
+    missing = [r.image for r in records if r.cord is None or r.lesion is None]
+    if missing:
+        raise MssegError(f"{missing[0]}: the preprocessing design needs cord and lesion masks "
+                         f"for every chunk ({len(missing)} images lack one)")
+    if not any(r.chunk for r in records):
+        raise MssegError("no _chunk-N image in the dataset: the design compares chunks with "
+                         "stitched sessions")
+
+
+def build_stitched(records: Sequence[Record], root: Path, wrap=lambda items: items
+                   ) -> list[Record]:
+    """Every session's chunks, cord and lesion masks stitched once under ``root`` (BIDS
+    names without the chunk entity); cached: an existing ``root/dataset.json`` is reused."""
+    from msseg.data.index import load_index
+    from msseg.preprocess.stitch import stitch
+
+    index = root / "dataset.json"
+    if index.is_file():
+        return load_index(index)
+    built = []
+    for chunks in wrap(list(sessions(records).values())):
+        images = [io.load(r.image) for r in chunks]
+        labels = {"cord": [io.load(r.cord) for r in chunks],
+                  "lesion": [io.load(r.lesion) for r in chunks]}
+        image, maps, _ = stitch(images, [r.image for r in chunks], labels, order=3)
+        stem = io.strip_nifti_suffix(Path(chunks[0].image).name)
+        stem = "_".join(p for p in stem.split("_") if not p.startswith("chunk-"))
+        folder = Path(chunks[0].patient) / (chunks[0].session or "") / "anat"
+        paths = {"image": root / folder / f"{stem}.nii.gz",
+                 "cord": root / "derivatives" / "labels" / folder / f"{stem}_label-SC_seg.nii.gz",
+                 "lesion": root / "derivatives" / "labels" / folder /
+                 f"{stem}_label-lesion_seg.nii.gz"}
+        io.save(image, paths["image"])
+        io.save(maps["cord"], paths["cord"])
+        io.save(maps["lesion"], paths["lesion"])
+        first = chunks[0]
+        built.append(Record(**{**asdict(first), "image": str(paths["image"]),
+                               "cord": str(paths["cord"]), "lesion": str(paths["lesion"]),
+                               "spacing": tuple(float(s) for s in image.spacing),
+                               "shape": tuple(int(n) for n in image.shape), "chunk": None,
+                               "raters": ()}))
+    save_index(built, index)
+    return built
+
+
+def on_chunks(mask: Image, chunks: Sequence[Image]) -> list[np.ndarray]:
+    """A mask of the stitched grid on every chunk's grid (linear, ≥ 0.5; 0 outside)."""
+    values = Image(np.asarray(mask.data, np.float32), mask.affine)
+    return [resample_to_grid(values, c.shape, c.affine, order=1).data >= 0.5 for c in chunks]
+
+
+def stacked_scores(preds: Sequence[np.ndarray], refs: Sequence[Image], chunk_ids: Sequence[int],
+                   options: EvalOptions) -> tuple[dict, list[dict]]:
+    """Metrics of a session's chunk predictions stacked against its stacked chunk references."""
+    pred = stack_chunks([r.with_data(p.astype(np.uint8)) for p, r in
+                         zip(preds, refs, strict=True)], chunk_ids)
+    ref = stack_chunks([r.with_data(r.data > 0) for r in refs], chunk_ids)
+    return evaluate_masks(pred.image.data, ref.image.data, ref.image.spacing, options,
+                          ref.slice_chunk)
+
+
+class Preprocessing:
+    """The design (see module). ``records``: the chunk index; ``folds``: patient-level folds
+    (None: the index's own)."""
+
+    table = "results.csv"
+
+    def __init__(self, records: Sequence[Record], base: TrainConfig,
+                 variants: Sequence[str] = VARIANTS, dims: Sequence[int] = (2, 3),
+                 folds: int | None = 3, seed: int = 0,
+                 options: SegmentOptions | None = None, eval_options: EvalOptions | None = None,
+                 wrap=lambda items: items):
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise MssegError(f"--variants: unknown {', '.join(unknown)} (known: "
+                             f"{', '.join(VARIANTS)})")
+        if not set(dims) <= {2, 3}:
+            raise MssegError(f"--dims {','.join(map(str, dims))}: 2 and/or 3")
+        check_chunks(records)
+        self.records = list(assign_folds(list(records), folds, seed) if folds else records)
+        if any(r.fold is None for r in self.records):
+            raise MssegError("the dataset index has no folds: give --folds K")
+        self.base, self.variants, self.dims = base, list(variants), list(dims)
+        self.options = options or SegmentOptions()
+        self.eval_options = eval_options or EvalOptions()
+        self.wrap = wrap
+        self.chunks = sessions(self.records)
+        self.stitched: dict[str, Record] = {}
+        self._segmenter: tuple[str, object] | None = None
+
+    # ------------------------------------------------------------------------- the runs
+    def runs(self, out: Path) -> list[Run]:
+        chunk_index = save_index(self.records, out / "variants" / "chunks" / "dataset.json")
+        stitched_index = None
+        if any(v.startswith("stitched") for v in self.variants):
+            built = build_stitched(self.records, out / "variants" / "stitched", self.wrap)
+            self.stitched = {session_key(r): r for r in built}
+            stitched_index = out / "variants" / "stitched" / "dataset.json"
+        folds = sorted({r.fold for r in self.records})
+        runs = []
+        for variant in self.variants:
+            index = chunk_index if variant.startswith("chunks") else stitched_index
+            for dims in self.dims:
+                for fold in folds:
+                    runs.append(Run(f"{variant}/{dims}d/fold{fold}",
+                                    self.config(variant, dims, index, fold), "last",
+                                    {"variant": variant, "dims": dims, "fold": fold}))
+        return runs
+
+    def config(self, variant: str, dims: int, index: Path, fold: int) -> TrainConfig:
+        """The base config with only the dataset, dims, frame and validation fold changed
+        (patch and spacing planned afresh when the base's do not fit ``dims``)."""
+        changes: dict = {"dataset": str(index), "dims": dims, "fold": fold,
+                         "frame": "straightened" if variant.endswith("straightened")
+                         else "image"}
+        if self.base.patch_size is not None and len(self.base.patch_size) != dims:
+            changes["patch_size"] = None
+        if self.base.target_spacing is not None and len(self.base.target_spacing) != dims:
+            changes["target_spacing"] = None
+        config = self.base.replace(**changes)
+        config.validate()
+        return config
+
+    def cases(self, run: Run) -> list[str]:
+        return [key for key, chunks in self.chunks.items() if chunks[0].fold == run.meta["fold"]]
+
+    # ------------------------------------------------------------------------- scoring
+    def segmenter(self, run: Run, model):
+        if self._segmenter is None or self._segmenter[0] != run.name:
+            self._segmenter = (run.name, make_segmenter(model, self.options))
+        return self._segmenter[1]
+
+    def score(self, run: Run, model, case: str) -> Scored:
+        start = time.perf_counter()
+        segmenter = self.segmenter(run, model)
+        chunks = self.chunks[case]
+        refs = [io.load(r.lesion) for r in chunks]
+        cords = [io.load(r.cord) for r in chunks]
+        ids = [r.chunk or 1 for r in chunks]
+        rows, lesions = [], []
+        if run.meta["variant"].startswith("chunks"):
+            results = [segmenter.segment(io.load(r.image), r.image) for r in chunks]
+            lesion = [res.lesion.data > 0 for res in results]
+            cord = [res.cord.data > 0 for res in results]
+        else:
+            record = self.stitched[case]
+            result = segmenter.segment(io.load(record.image), record.image)
+            ref = io.load(record.lesion)
+            metrics, per_lesion = evaluate_masks(result.lesion.data > 0, ref.data > 0,
+                                                 ref.spacing, self.eval_options)
+            cord_ref = io.load(record.cord).data > 0
+            rows.append(self._row("stitched", metrics,
+                                  dice(result.cord.data > 0, cord_ref)))
+            lesions += [{"reference": "stitched", **row} for row in per_lesion]
+            lesion = on_chunks(result.lesion, refs)
+            cord = on_chunks(result.cord, refs)
+        metrics, per_lesion = stacked_scores(lesion, refs, ids, self.eval_options)
+        cord_dice = dice(np.concatenate([c.ravel() for c in cord]),
+                         np.concatenate([c.data.ravel() > 0 for c in cords]))
+        rows.append(self._row("chunks", metrics, cord_dice))
+        lesions += [{"reference": "chunks", **row} for row in per_lesion]
+        seconds = time.perf_counter() - start
+        for row in rows:
+            row["seconds"] = seconds
+        return Scored(rows, lesions)
+
+    @staticmethod
+    def _row(reference: str, metrics: dict, cord_dice: float) -> dict:
+        row = {"reference": reference, **{k: metrics[k] for k in METRICS}}
+        row["count_error"] = abs(metrics["n_ref_lesions"] - metrics["n_pred_lesions"])
+        row["cord_dice"] = cord_dice
+        return row
+
+    # ------------------------------------------------------------------------- summary
+    def summarize(self, results: pd.DataFrame, lesions: pd.DataFrame, out: Path
+                  ) -> dict[str, pd.DataFrame]:
+        from msseg.experiments import analysis
+
+        return analysis.summarize(results, lesions, out)
