@@ -1,4 +1,5 @@
-"""`msseg experiment preprocessing` on a tiny semi-synthetic chunk cohort (two sessions)."""
+"""`msseg experiment preprocessing` on a tiny semi-synthetic chunk cohort (three sessions, two
+sites)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ TINY = TrainConfig(epochs=1, iterations_per_epoch=2, batch_size=2, base_filters=
 @pytest.fixture(scope="module")
 def cohort(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("cohort")
-    write_cohort(shared_data / "spine" / "PAM50", root / "bids", {"A": 1, "C": 1}, seed=4)
+    write_cohort(shared_data / "spine" / "PAM50", root / "bids", {"A": 2, "C": 1}, seed=4)
     return save_index(assign_folds(scan(root / "bids"), 2), root / "index.json")
 
 
@@ -94,17 +95,18 @@ def test_runner_trains_scores_resumes_and_summarises(cohort, tmp_path, monkeypat
         return real_score(self, run, model, case)
 
     monkeypatch.setattr(pre.Preprocessing, "score", killed_after_three)
-    assert main(argv) == 130                    # interrupted while scoring the 4th model
+    assert main(argv) == 130                    # interrupted while scoring
     trained = sorted(out.glob("runs/*/*/*/model/model.pt"))
-    assert len(trained) == 4
+    assert 2 <= len(trained) < 8
     assert len(pd.read_csv(out / "results.csv")) == 3
     stamps = {p: p.stat().st_mtime for p in trained}
     monkeypatch.setattr(pre.Preprocessing, "score", real_score)
     assert main(argv) == 0
     assert all(p.stat().st_mtime == t for p, t in stamps.items())   # not trained again
     results = pd.read_csv(out / "results.csv")
-    # 2 variants × 2 dims × 2 folds, one session per fold; stitched: two references
-    assert len(results) == 2 * 2 * 2 * 1 + 2 * 2 * 1
+    # every session once per variant × dims (by its fold's model); stitched: two references
+    assert len(results) == 2 * 3 + 2 * 3 * 2
+    assert len(trained_now := list(out.glob("runs/*/*/*/model/model.pt"))) == 8, trained_now
     assert not results.duplicated(["model", "case", "reference"]).any()
     assert set(results.reference) == {"chunks", "stitched"}
     stats = pd.read_csv(out / "statistics.csv")
@@ -129,4 +131,45 @@ def test_bad_arguments_stop_before_any_work(cohort, tmp_path, capsys):
     assert main(["experiment", "preprocessing", "--dataset", str(cohort), "-o", str(out),
                  "--budget", "0x5"]) == 1
     assert "at least 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_test_sites_fold_ensembles_baseline_and_whole_context(cohort, tmp_path):
+    config = TINY.to_yaml(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    assert main(["experiment", "preprocessing", "--dataset", str(cohort), "-o", str(out),
+                 "--config", str(config), "--variants", "chunks-native", "--dims", "2",
+                 "--whole-context", "--folds", "2", "--budget", "1x2", "--threads", "1",
+                 "--train-sites", "A", "--test-sites", "C",
+                 "--baseline", "lesion_ms_axial_t2"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    cv = results[~results.fold.astype(str).isin(["ensemble", "test"])]
+    assert set(cv.site) == {"A"} and len(cv) == 2 * 2          # 2 sessions × (2D, 3D whole)
+    tested = results[results.fold.astype(str).isin(["ensemble", "test"])]
+    assert set(tested.site) == {"C"}
+    assert sorted(tested.model) == ["baseline/lesion_ms_axial_t2",
+                                    "chunks-native/2d/ensemble",
+                                    "chunks-native/3d-whole/ensemble"]
+    general = pd.read_csv(out / "generalisation.csv")
+    assert sorted(general.model) == ["baseline:lesion_ms_axial_t2 2D", "chunks-native 2D",
+                                     "chunks-native 3D whole-context"]
+    assert (general.site == "C").all() and (general.n == 1).all()
+    from msseg.models.registry import open_model
+
+    whole = open_model(out / "runs/chunks-native/3d-whole/fold0/model").plan
+    lengths = [r.shape[2] for r in scan(Path(str(cohort)).parent / "bids") if r.site == "A"]
+    # the whole S–I extent of the longest training chunk (the fold's own at its spacing),
+    # beyond the 40-slice cap of patch models
+    assert whole.patch_size[2] > 40 and whole.patch_size[2] >= 0.9 * max(lengths)
+    assert len(list(out.glob("runs/*/*/*/model/model.pt"))) == 4   # no model for a baseline
+
+
+def test_site_errors(cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["experiment", "preprocessing", "--dataset", str(cohort), "-o", str(out)]
+    assert main([*base, "--test-sites", "Q"]) == 1
+    assert "site(s) Q not in the dataset" in capsys.readouterr().err
+    assert main([*base, "--train-sites", "A"]) == 1
+    assert "needs --test-sites" in capsys.readouterr().err
+    assert main([*base, "--baseline", "lesion_ms_axial_t2"]) == 1
     assert not out.exists()

@@ -46,6 +46,18 @@ def test_plan_anisotropic_3d_kernels_and_strides():
     assert out.shape == (1, 2, *p.patch_size)
 
 
+def test_plan_whole_context_covers_the_longest_image_along_s_i():
+    spacings, shapes = [[0.5, 0.5, 3.0]] * 3, [[320, 320, 50], [320, 320, 140], [300, 300, 60]]
+    patch = plan(spacings, shapes, dims=3)
+    whole = plan(spacings, shapes, dims=3, whole_context=True)
+    assert patch.patch_size[2] == 40                      # the cap: a patch of 40 slices
+    total = np.prod(whole.strides, axis=0)
+    assert whole.patch_size[2] >= 140 and whole.patch_size[2] % total[2] == 0
+    assert whole.patch_size[2] - 140 < total[2]            # rounded up, no further
+    assert whole.patch_size[:2] == patch.patch_size[:2]
+    assert plan(spacings, shapes, dims=2, whole_context=True) == plan(spacings, shapes, dims=2)
+
+
 def test_plan_2d_uses_median_in_plane_spacing():
     p = plan([[0.5, 0.5, 7.5], [1.0, 1.0, 1.0], [0.7, 0.7, 7.5]],
              [[320, 320, 14], [60, 52, 55], [320, 256, 19]], dims=2)

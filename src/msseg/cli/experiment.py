@@ -7,7 +7,11 @@ results table is appended case by case, so a killed experiment continues where i
 ``--dataset`` a chunk index (``msseg dataset scan`` of ``_chunk-N`` images with cord and
 lesion masks), ``--variants`` of chunks-native, stitched-native, chunks-straightened,
 stitched-straightened, ``--dims 2,3``, ``--folds K`` (patient level), an optional base training
-``--config`` (YAML; default: msseg's defaults) and ``--budget EPOCHS[xITERATIONS]``. Writes
+``--config`` (YAML; default: msseg's defaults) and ``--budget EPOCHS[xITERATIONS]``;
+``--whole-context`` adds a 3D model per variant whose patch spans the whole S–I extent;
+``--test-sites C,D`` holds those sites out and tests every variant's fold ensemble on them,
+with ``--baseline TASK_OR_FOLDER`` on the same sessions (``--train-sites A,B``: train on those
+only) -> generalisation.csv. Writes
 results.csv (one row per session × model × reference), lesions.csv, table.csv/.md,
 statistics.csv, raincloud_<metric>.png, detection_by_chunk.csv, detection_by_volume.csv,
 lesion_counts.csv and detection.png into OUT.
@@ -61,6 +65,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--budget", metavar="EPOCHS[xITERATIONS]",
                      help="training budget of every model, e.g. 5x50 (default: the config's)")
+    pre.add_argument("--whole-context", action="store_true",
+                     help="also a 3D model per variant whose patch covers the whole S–I extent")
+    pre.add_argument("--test-sites", metavar="C,D",
+                     help="hold these sites out; test each variant's fold ensemble on them")
+    pre.add_argument("--train-sites", metavar="A,B", help="train on these sites only")
+    pre.add_argument("--baseline", metavar="TASK_OR_FOLDER",
+                     help="a model scored on the test sites' sessions for comparison")
     pre.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     pre.set_defaults(run=run_preprocessing)
 
@@ -129,8 +140,18 @@ def run_preprocessing(args: argparse.Namespace) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     design = Preprocessing(load_index(args.dataset), base, variants, dims, args.folds,
                            args.seed, SegmentOptions(threads=args.threads),
-                           wrap=lambda items: progress(items, "stitching sessions", 2))
+                           wrap=lambda items: progress(items, "stitching sessions", 2),
+                           whole_context=args.whole_context,
+                           train_sites=_sites(args.train_sites),
+                           test_sites=_sites(args.test_sites), baseline=args.baseline)
     results = run_design(design, args.outdir, lambda items, name: progress(items, name, 1))
-    print_table(results["table"], "preprocessing design (mean ± sd per session)")
+    print_table(results["table"], "preprocessing design, cross-validation (mean ± sd per "
+                "session)")
+    if len(results["generalisation"]):
+        print_table(results["generalisation"], "test sites (fold ensembles; mean per site)")
     print(f"results in {args.outdir}")
     return 0
+
+
+def _sites(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None

@@ -11,7 +11,12 @@ From the tidy results (one row per session × model × reference) and the per-le
 * detection (the paper's figures 7–8): ``detection_by_chunk.csv`` and
   ``detection_by_volume.csv`` (share of reference lesions detected per model, by chunk:
   1 cervical, 2 thoracic, 3 lumbar, and by reference-lesion volume bin), ``lesion_counts.csv``
-  (reference lesions per session and chunk), and ``detection.png`` with the three.
+  (reference lesions per session and chunk), and ``detection.png`` with the three;
+* with test sites, ``generalisation.csv``: per test site and model (each variant's fold
+  ensemble, the baseline) the mean metrics on the same sessions (the paper's table 2).
+
+Everything but the last is computed on the cross-validation rows (each fold model on its own
+fold's sessions).
 """
 
 from __future__ import annotations
@@ -30,13 +35,33 @@ CHUNK_NAMES = {1: "cervical", 2: "thoracic", 3: "lumbar"}
 VOLUME_BINS_MM3 = (10.0, 50.0, 200.0)
 
 
-def model_name(variant: str, dims) -> str:
-    return f"{variant} {int(dims)}D"
+def model_name(variant: str, dims, context: str = "patch") -> str:
+    return f"{variant} {int(dims)}D" + (" whole-context" if context == "whole" else "")
 
 
 def with_model(table: pd.DataFrame) -> pd.DataFrame:
-    return table.assign(name=[model_name(v, d) for v, d in zip(table.variant, table.dims,
-                                                                strict=True)])
+    context = table.context if "context" in table.columns else ["patch"] * len(table)
+    return table.assign(name=[model_name(v, d, c) for v, d, c in zip(
+        table.variant, table.dims, context, strict=True)])
+
+
+def cross_validated(table: pd.DataFrame) -> pd.Series:
+    """Rows of the fold models on their own folds (not the test-site ensembles/baseline)."""
+    if "fold" not in table.columns:
+        return pd.Series(True, index=table.index)
+    return ~table.fold.astype(str).isin(["ensemble", "test"])
+
+
+def generalisation(results: pd.DataFrame) -> pd.DataFrame:
+    """Per test site and model (fold ensembles, baseline): mean of the paper's metrics on the
+    stacked-chunk references, and the number of sessions (the axial-T2w paper's table 2)."""
+    rows = results[~cross_validated(results) & (results.reference == "chunks")]
+    if not len(rows):
+        return pd.DataFrame(columns=["site", "model", "n", *TABLE_METRICS])
+    means = with_model(rows).groupby(["site", "name"], sort=False)[list(TABLE_METRICS)].mean()
+    counts = with_model(rows).groupby(["site", "name"], sort=False).size().rename("n")
+    out = means.join(counts).reset_index().rename(columns={"name": "model"})
+    return out[["site", "model", "n", *TABLE_METRICS]].round(3)
 
 
 def paper_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -162,6 +187,12 @@ def markdown(table: pd.DataFrame) -> str:
 def summarize(results: pd.DataFrame, lesions: pd.DataFrame, out: Path
               ) -> dict[str, pd.DataFrame]:
     """Write every table and plot of the module docstring into ``out``."""
+    general = generalisation(results)
+    if len(general):
+        io.write_csv(general, out / "generalisation.csv")
+    results = results[cross_validated(results)]
+    if len(lesions):
+        lesions = lesions[cross_validated(lesions)]
     table = paper_table(results)
     io.write_csv(table, out / "table.csv")
     io.replace_atomically(out / "table.md", lambda tmp: Path(tmp).write_text(markdown(table)))
@@ -181,4 +212,5 @@ def summarize(results: pd.DataFrame, lesions: pd.DataFrame, out: Path
                             (counts, out / "lesion_counts.csv")])
     plot_detection(by_chunk, by_volume, counts, out / "detection.png")
     return {"table": table, "statistics": stats, "detection_by_chunk": by_chunk,
-            "detection_by_volume": by_volume, "lesion_counts": counts}
+            "detection_by_volume": by_volume, "lesion_counts": counts,
+            "generalisation": general}

@@ -30,7 +30,8 @@ from msseg.training.config import TrainConfig
 @dataclass(frozen=True)
 class Run:
     name: str                          # unique; its folder is OUT/runs/<name>
-    config: TrainConfig                # its dataset is set by the design; output by the engine
+    config: TrainConfig | None         # its dataset is set by the design; output by the engine
+    #                                    (None: nothing to train; design.load_model gives it)
     checkpoint: str = "best"           # packaged checkpoint: best | last
     meta: dict = field(default_factory=dict)   # columns every row of this run carries
 
@@ -50,6 +51,8 @@ class Design(Protocol):
 
     def score(self, run: Run, model, case: str) -> Scored: ...
 
+    def load_model(self, run: Run, out: Path): ...   # runs without a config only
+
     def summarize(self, results: pd.DataFrame, lesions: pd.DataFrame,
                   out: Path) -> dict[str, pd.DataFrame]: ...
 
@@ -64,7 +67,8 @@ def run_design(design: Design, out: str | Path,
     lesions = AppendTable(out / "lesions.csv")
     lesions.keep_only(results.scored)   # a case killed before its results row: scored again
     for run in design.runs(out):
-        model = trained_model(run, out)
+        model = trained_model(run, out) if run.config is not None else \
+            design.load_model(run, out)
         todo = [c for c in design.cases(run) if not results.has(run.name, c)]
         for case in wrap(todo, run.name):
             scored = design.score(run, model, case)

@@ -55,7 +55,7 @@ from msseg.evaluation.stacking import stack_chunks
 from msseg.evaluation.voxel import dice
 from msseg.experiments.engine import Run, Scored
 from msseg.image import Image
-from msseg.inference.segment import SegmentOptions, make_segmenter
+from msseg.inference.segment import EnsembleSegmenter, SegmentOptions, make_segmenter
 from msseg.preprocess.resample import resample_to_grid
 from msseg.training.config import TrainConfig
 
@@ -122,6 +122,33 @@ def build_stitched(records: Sequence[Record], root: Path, wrap=lambda items: ite
     return built
 
 
+def split_sites(records: Sequence[Record], train_sites: Sequence[str] | None,
+                test_sites: Sequence[str] | None) -> tuple[list[Record], list[Record]]:
+    """(training records, test-site records): the test sites' sessions held out; with
+    ``train_sites``, training on those sites only."""
+    if not test_sites:
+        if train_sites:
+            raise MssegError("--train-sites needs --test-sites (the sites to test on)")
+        return list(records), []
+    known = {r.site for r in records}
+    asked = set(test_sites) | set(train_sites or ())
+    if asked - known:
+        raise MssegError(f"site(s) {', '.join(sorted(asked - known))} not in the dataset "
+                         f"(its sites: {', '.join(sorted(known))})")
+    if set(test_sites) & set(train_sites or ()):
+        raise MssegError("a site cannot be both a training and a test site")
+    test = [r for r in records if r.site in set(test_sites)]
+    train = [r for r in records if r.site not in set(test_sites)
+             and (not train_sites or r.site in set(train_sites))]
+    if not train:
+        raise MssegError("no training session left once the test sites are held out")
+    return train, test
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(text).name)
+
+
 def on_chunks(mask: Image, chunks: Sequence[Image]) -> list[np.ndarray]:
     """A mask of the stitched grid on every chunk's grid (linear, ≥ 0.5; 0 outside)."""
     values = Image(np.asarray(mask.data, np.float32), mask.affine)
@@ -140,7 +167,11 @@ def stacked_scores(preds: Sequence[np.ndarray], refs: Sequence[Image], chunk_ids
 
 class Preprocessing:
     """The design (see module). ``records``: the chunk index; ``folds``: patient-level folds
-    (None: the index's own)."""
+    (None: the index's own). ``whole_context``: every variant also gets a 3D model whose patch
+    covers the whole S–I extent. ``test_sites``: those sites' sessions are held out of
+    training and cross-validation; each variant × dims is tested on them as the ensemble of
+    its fold models, and ``baseline`` (a task or model folder) on the same sessions;
+    ``train_sites``: train on those sites only."""
 
     table = "results.csv"
 
@@ -148,7 +179,9 @@ class Preprocessing:
                  variants: Sequence[str] = VARIANTS, dims: Sequence[int] = (2, 3),
                  folds: int | None = 3, seed: int = 0,
                  options: SegmentOptions | None = None, eval_options: EvalOptions | None = None,
-                 wrap=lambda items: items):
+                 wrap=lambda items: items, whole_context: bool = False,
+                 train_sites: Sequence[str] | None = None,
+                 test_sites: Sequence[str] | None = None, baseline: str | None = None):
         unknown = [v for v in variants if v not in VARIANTS]
         if unknown:
             raise MssegError(f"--variants: unknown {', '.join(unknown)} (known: "
@@ -156,68 +189,117 @@ class Preprocessing:
         if not set(dims) <= {2, 3}:
             raise MssegError(f"--dims {','.join(map(str, dims))}: 2 and/or 3")
         check_chunks(records)
-        self.records = list(assign_folds(list(records), folds, seed) if folds else records)
+        train, test = split_sites(records, train_sites, test_sites)
+        if baseline and not test:
+            raise MssegError("--baseline is scored on the test sites: give --test-sites")
+        self.records = list(assign_folds(train, folds, seed) if folds else train)
         if any(r.fold is None for r in self.records):
             raise MssegError("the dataset index has no folds: give --folds K")
-        self.base, self.variants, self.dims = base, list(variants), list(dims)
+        self.test_records = list(test)
+        self.base, self.variants = base, list(variants)
+        self.models = [(d, "patch") for d in dims] + ([(3, "whole")] if whole_context else [])
+        self.baseline = baseline
         self.options = options or SegmentOptions()
         self.eval_options = eval_options or EvalOptions()
         self.wrap = wrap
         self.chunks = sessions(self.records)
+        self.test_chunks = sessions(self.test_records)
         self.stitched: dict[str, Record] = {}
         self._segmenter: tuple[str, object] | None = None
+        self._fold_runs: dict[str, list[Run]] = {}
 
     # ------------------------------------------------------------------------- the runs
     def runs(self, out: Path) -> list[Run]:
         chunk_index = save_index(self.records, out / "variants" / "chunks" / "dataset.json")
         stitched_index = None
         if any(v.startswith("stitched") for v in self.variants):
-            built = build_stitched(self.records, out / "variants" / "stitched", self.wrap)
+            built = build_stitched([*self.records, *self.test_records],
+                                   out / "variants" / "stitched", self.wrap)
             self.stitched = {session_key(r): r for r in built}
-            stitched_index = out / "variants" / "stitched" / "dataset.json"
+            folds = {key: chunks[0].fold for key, chunks in self.chunks.items()}
+            train = [Record(**{**asdict(r), "fold": folds[session_key(r)]}) for r in built
+                     if session_key(r) in folds]
+            stitched_index = save_index(train, out / "variants" / "stitched" / "train.json")
         folds = sorted({r.fold for r in self.records})
         runs = []
         for variant in self.variants:
             index = chunk_index if variant.startswith("chunks") else stitched_index
-            for dims in self.dims:
-                for fold in folds:
-                    runs.append(Run(f"{variant}/{dims}d/fold{fold}",
-                                    self.config(variant, dims, index, fold), "last",
-                                    {"variant": variant, "dims": dims, "fold": fold}))
+            for dims, context in self.models:
+                tag = f"{dims}d" + ("-whole" if context == "whole" else "")
+                meta = {"variant": variant, "dims": dims, "context": context}
+                fold_runs = [Run(f"{variant}/{tag}/fold{fold}",
+                                 self.config(variant, dims, index, fold, context), "last",
+                                 {**meta, "fold": fold}) for fold in folds]
+                runs += fold_runs
+                if self.test_chunks:
+                    name = f"{variant}/{tag}/ensemble"
+                    self._fold_runs[name] = fold_runs
+                    runs.append(Run(name, None, "last", {**meta, "fold": "ensemble"}))
+        if self.baseline:
+            runs.append(Run(f"baseline/{_slug(self.baseline)}", None, "last",
+                            {"variant": f"baseline:{Path(self.baseline).name}",
+                             "dims": self._baseline().plan.dims, "context": "patch",
+                             "fold": "test"}))
         return runs
 
-    def config(self, variant: str, dims: int, index: Path, fold: int) -> TrainConfig:
+    def config(self, variant: str, dims: int, index: Path, fold: int,
+               context: str = "patch") -> TrainConfig:
         """The base config with only the dataset, dims, frame and validation fold changed
-        (patch and spacing planned afresh when the base's do not fit ``dims``)."""
+        (patch and spacing planned afresh when the base's do not fit ``dims``; the whole
+        S–I extent with ``context = "whole"``)."""
         changes: dict = {"dataset": str(index), "dims": dims, "fold": fold,
                          "frame": "straightened" if variant.endswith("straightened")
                          else "image"}
-        if self.base.patch_size is not None and len(self.base.patch_size) != dims:
+        if self.base.patch_size is not None and (len(self.base.patch_size) != dims
+                                                 or context == "whole"):
             changes["patch_size"] = None
         if self.base.target_spacing is not None and len(self.base.target_spacing) != dims:
             changes["target_spacing"] = None
+        if context == "whole":
+            changes["extra"] = {**self.base.extra, "whole_context": True}
         config = self.base.replace(**changes)
         config.validate()
         return config
 
     def cases(self, run: Run) -> list[str]:
+        if run.config is None:
+            return list(self.test_chunks)
         return [key for key, chunks in self.chunks.items() if chunks[0].fold == run.meta["fold"]]
+
+    def load_model(self, run: Run, out: Path):
+        """A fold ensemble's members (trained), or the baseline model."""
+        from msseg.experiments.engine import trained_model
+
+        if run.name in self._fold_runs:
+            return [trained_model(r, out) for r in self._fold_runs[run.name]]
+        return self._baseline()
+
+    def _baseline(self):
+        from msseg.models.registry import find_model, open_model
+
+        path = Path(self.baseline)
+        return open_model(path) if path.is_dir() else find_model(self.baseline)
 
     # ------------------------------------------------------------------------- scoring
     def segmenter(self, run: Run, model):
         if self._segmenter is None or self._segmenter[0] != run.name:
-            self._segmenter = (run.name, make_segmenter(model, self.options))
+            if isinstance(model, list):
+                members = [make_segmenter(m, self.options) for m in model]
+                made = EnsembleSegmenter(members, self.options)
+            else:
+                made = make_segmenter(model, self.options)
+            self._segmenter = (run.name, made)
         return self._segmenter[1]
 
     def score(self, run: Run, model, case: str) -> Scored:
         start = time.perf_counter()
         segmenter = self.segmenter(run, model)
-        chunks = self.chunks[case]
+        chunks = self.chunks.get(case) or self.test_chunks[case]
         refs = [io.load(r.lesion) for r in chunks]
         cords = [io.load(r.cord) for r in chunks]
         ids = [r.chunk or 1 for r in chunks]
         rows, lesions = [], []
-        if run.meta["variant"].startswith("chunks"):
+        if not run.meta["variant"].startswith("stitched"):   # chunks, or the baseline
             results = [segmenter.segment(io.load(r.image), r.image) for r in chunks]
             lesion = [res.lesion.data > 0 for res in results]
             cord = [res.cord.data > 0 for res in results]
@@ -240,6 +322,7 @@ class Preprocessing:
         lesions += [{"reference": "chunks", **row} for row in per_lesion]
         seconds = time.perf_counter() - start
         for row in rows:
+            row["site"] = chunks[0].site
             row["seconds"] = seconds
         return Scored(rows, lesions)
 

@@ -29,6 +29,7 @@ tube models return empty masks.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -462,6 +463,31 @@ class StraightSegmenter:
         mask_images, prob_images, table = finish(image, probabilities, masks, config)
         return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
                              None, line)
+
+
+class EnsembleSegmenter:
+    """Several segmenters (a fold ensemble) as one: each predicts the input through its own
+    pipeline, their native-space probability maps are averaged, then thresholded and
+    post-processed once."""
+
+    def __init__(self, members: Sequence, options: SegmentOptions = SegmentOptions()):
+        if not members:
+            raise MssegError("an ensemble needs at least one model")
+        self.members, self.options = list(members), options
+        self.model = self.members[0].model
+
+    def segment(self, image: Image, name: str = "image") -> SegmentResult:
+        start = time.perf_counter()
+        results = [m.segment(image, name) for m in self.members]
+        probabilities = {key: sum(np.asarray(r.probabilities[key].data, np.float32)
+                                  for r in results) / len(results)
+                         for key in results[0].probabilities}
+        threshold = 0.5 if self.options.threshold is None else self.options.threshold
+        masks = {key: threshold_mask(p, threshold) for key, p in probabilities.items()}
+        config = self.options.postprocess if self.options.postprocessing is not False else None
+        mask_images, prob_images, table = finish(image, probabilities, masks, config)
+        return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
+                             None, results[0].centerline)
 
 
 def _densified(points: np.ndarray, step_mm: float) -> np.ndarray:

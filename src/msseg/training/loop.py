@@ -123,7 +123,8 @@ def make_plan(train: list[Record], config: TrainConfig) -> Plan:
     geometry = [rpi_geometry(r) for r in train]
     planned = plan([g[0] for g in geometry], [g[1] for g in geometry], config.dims,
                    config.patch_size, config.target_spacing, config.base_filters,
-                   config.max_filters)
+                   config.max_filters,
+                   whole_context=bool(config.extra.get("whole_context", False)))
     levels = LEVELS.get(config.architecture)
     filters = (planned.filters if levels is None else
                tuple(min(config.base_filters * 2**i, config.max_filters) for i in range(levels)))

@@ -8,6 +8,8 @@
   spacing is at most twice the finest one; convolution kernels are 1 along an axis whose spacing
   is more than twice the finest (e.g. 1×3×3 for 0.5×0.5×5 mm until in-plane pooling has made
   the in-plane spacing comparable), else 3. Up to 5 down-sampling steps.
+* ``whole_context`` (3D): the patch covers the whole S–I extent of the largest training image
+  (not capped), as the axial-T2w paper's extra whole-context model.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ MAX_PATCH = {2: (256, 256), 3: (160, 160, 40)}
 
 def plan(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]], dims: int,
          patch_size: Sequence[int] | None = None, target_spacing: Sequence[float] | None = None,
-         base_filters: int = 16, max_filters: int = 256, max_levels: int = 5) -> Plan:
+         base_filters: int = 16, max_filters: int = 256, max_levels: int = 5,
+         whole_context: bool = False) -> Plan:
     """Plan spacing, patch and topology from RPI spacings/shapes of the training images."""
     spacings = np.asarray(spacings, dtype=float)
     shapes = np.asarray(shapes, dtype=float)
@@ -36,9 +39,16 @@ def plan(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]], d
     size = np.minimum(np.round(extent / target), MAX_PATCH[dims])
     if patch_size is not None:
         size = np.asarray(patch_size, dtype=float)
+    whole = whole_context and dims == 3 and patch_size is None
+    if whole:
+        size[2] = np.ceil(np.max(shapes[:, 2] * spacings[:, 2]) / target[2])
     kernels, strides = _topology(target, size, max_levels)
     total = np.prod(np.asarray(strides), axis=0)
-    size = np.maximum(np.round(size / total), 1) * total if patch_size is None else size
+    if patch_size is None:
+        rounded = np.maximum(np.round(size / total), 1) * total
+        if whole:   # never shorter than the extent: round up
+            rounded[2] = np.ceil(size[2] / total[2]) * total[2]
+        size = rounded
     filters = tuple(min(base_filters * 2**i, max_filters) for i in range(len(kernels)))
     return Plan(dims, tuple(round(float(t), 4) for t in target), tuple(int(s) for s in size),
                 kernels, strides, filters)
