@@ -21,9 +21,10 @@ from msseg.training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
+# patch_size: the 3D models' (a small one, for speed); 2D models plan their own
 TINY = TrainConfig(epochs=1, iterations_per_epoch=2, batch_size=2, base_filters=4,
                    max_filters=16, val_max_cases=1, num_threads=1, augmentation="none",
-                   foreground_fraction=1.0)
+                   foreground_fraction=1.0, patch_size=(64, 64, 16))
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ folds), four versions of the data:
 
 * ``chunks-native``: the chunks as acquired;
 * ``stitched-native``: every session's chunks stitched into one whole-spine image, masks with
-  it (:func:`msseg.preprocess.stitch.stitch`; built once under ``OUT/variants/stitched`` and
-  reused by every model);
+  it (:func:`msseg.preprocess.stitch.stitch`; each session built once under
+  ``OUT/variants/stitched`` and reused by every model and every later run);
 * ``chunks-straightened`` / ``stitched-straightened``: the same, the models trained in
   straightened space (training config ``frame: straightened``: each image straightened along
   its cord mask's centerline) and run through :class:`~msseg.inference.segment.
@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -88,37 +89,36 @@ def check_chunks(records: Sequence[Record]) -> None:
 
 def build_stitched(records: Sequence[Record], root: Path, wrap=lambda items: items
                    ) -> list[Record]:
-    """Every session's chunks, cord and lesion masks stitched once under ``root`` (BIDS
-    names without the chunk entity); cached: an existing ``root/dataset.json`` is reused."""
-    from msseg.data.index import load_index
+    """Every session's chunks, cord and lesion masks stitched under ``root`` (BIDS names
+    without the chunk entity), each session once: one already written is reused."""
     from msseg.preprocess.stitch import stitch
 
-    index = root / "dataset.json"
-    if index.is_file():
-        return load_index(index)
     built = []
     for chunks in wrap(list(sessions(records).values())):
-        images = [io.load(r.image) for r in chunks]
-        labels = {"cord": [io.load(r.cord) for r in chunks],
-                  "lesion": [io.load(r.lesion) for r in chunks]}
-        image, maps, _ = stitch(images, [r.image for r in chunks], labels, order=3)
         stem = io.strip_nifti_suffix(Path(chunks[0].image).name)
         stem = "_".join(p for p in stem.split("_") if not p.startswith("chunk-"))
         folder = Path(chunks[0].patient) / (chunks[0].session or "") / "anat"
+        labels = root / "derivatives" / "labels" / folder
         paths = {"image": root / folder / f"{stem}.nii.gz",
-                 "cord": root / "derivatives" / "labels" / folder / f"{stem}_label-SC_seg.nii.gz",
-                 "lesion": root / "derivatives" / "labels" / folder /
-                 f"{stem}_label-lesion_seg.nii.gz"}
-        io.save(image, paths["image"])
-        io.save(maps["cord"], paths["cord"])
-        io.save(maps["lesion"], paths["lesion"])
-        first = chunks[0]
-        built.append(Record(**{**asdict(first), "image": str(paths["image"]),
+                 "cord": labels / f"{stem}_label-SC_seg.nii.gz",
+                 "lesion": labels / f"{stem}_label-lesion_seg.nii.gz"}
+        if not all(p.is_file() for p in paths.values()):
+            images = [io.load(r.image) for r in chunks]
+            maps_in = {"cord": [io.load(r.cord) for r in chunks],
+                       "lesion": [io.load(r.lesion) for r in chunks]}
+            image, maps, _ = stitch(images, [r.image for r in chunks], maps_in, order=3)
+            io.save(maps["cord"], paths["cord"])
+            io.save(maps["lesion"], paths["lesion"])
+            io.save(image, paths["image"])        # last: its presence marks a finished session
+        header = io.load_header(paths["image"])
+        orientation = "".join(nib.aff2axcodes(header.get_best_affine()))
+        built.append(Record(**{**asdict(chunks[0]), "image": str(paths["image"]),
+                               "orientation": orientation,
                                "cord": str(paths["cord"]), "lesion": str(paths["lesion"]),
-                               "spacing": tuple(float(s) for s in image.spacing),
-                               "shape": tuple(int(n) for n in image.shape), "chunk": None,
-                               "raters": ()}))
-    save_index(built, index)
+                               "spacing": tuple(float(z) for z in header.get_zooms()[:3]),
+                               "shape": tuple(int(n) for n in header.get_data_shape()[:3]),
+                               "chunk": None, "raters": ()}))
+    save_index(built, root / "dataset.json")
     return built
 
 
