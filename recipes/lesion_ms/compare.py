@@ -11,7 +11,8 @@ lesion_ms_axial_t2 and lesion_2stage. Paired Wilcoxon (Holm) between the regimes
 per image.
 
 Usage: .venv/bin/python recipes/lesion_ms/compare.py [--work work/lesion_ms]
-Writes WORK/comparison.csv (one row per image × model), WORK/comparison.md (the tables).
+Writes WORK/comparison.csv (one row per image × model), WORK/comparison.md (the tables); each
+model's rows are cached in WORK/scores/ while newer than its weights.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from msseg.evaluation.holdout import evaluate_holdout, markdown_table
 from msseg.models.registry import find_model
 from msseg.statistics import wilcoxon_paired
+from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
 REGIMES = ("baseline", "sampling", "finetune")
@@ -31,15 +33,33 @@ EXISTING = ("lesion_ms_axial_t2", "lesion_2stage")
 LESION_METRICS = ("lesion_dice", "lesion_ppv", "lesion_sensitivity", "lesion_f1")
 
 
+def finished(run: Path) -> bool:
+    """Whether a training run reached the end of its budget (every epoch in its log)."""
+    if not (run / "checkpoint_last.pt").is_file() or not (run / "log.csv").is_file():
+        return False
+    return len(pd.read_csv(run / "log.csv")) >= TrainConfig.from_yaml(run / "config.yaml").epochs
+
+
 def evaluate_all(work: Path) -> pd.DataFrame:
+    """Every model's rows; a model's rows are kept in WORK/scores/<model>.csv and reused while
+    newer than its checkpoint (a regime still training is skipped, with a note)."""
     tables = []
     for name in (*REGIMES, *EXISTING):
-        if name in REGIMES:
-            model = package_checkpoint(work / name / "checkpoint_last.pt",
-                                       work / "models" / name, f"# lesion_ms {name}\n")
+        checkpoint = work / name / "checkpoint_last.pt"
+        if name in REGIMES and not finished(work / name):
+            print(f"{name}: not trained to the end of its budget yet, skipped", flush=True)
+            continue
+        cached = work / "scores" / f"{name}.csv"
+        source = checkpoint if name in REGIMES else find_model(name).path / "model.pt"
+        if cached.is_file() and cached.stat().st_mtime > source.stat().st_mtime:
+            table = pd.read_csv(cached)
         else:
-            model = find_model(name)
-        table = evaluate_holdout(model, work / "dataset.json")
+            model = (package_checkpoint(checkpoint, work / "models" / name,
+                                        f"# lesion_ms {name}\n") if name in REGIMES
+                     else find_model(name))
+            table = evaluate_holdout(model, work / "dataset.json")
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(cached, index=False)
         tables.append(table.assign(model=name))
         print(f"{name}: {len(table)} images", flush=True)
     return pd.concat(tables, ignore_index=True)
