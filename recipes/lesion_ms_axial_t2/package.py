@@ -22,6 +22,7 @@ import torch
 
 from msseg.evaluation.holdout import evaluate_holdout, markdown_table
 from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
 STAGES = ("run_stage1", "run_stage2", "run")  # config_stage1.yaml, config_stage2.yaml, config.yaml
@@ -33,6 +34,7 @@ def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder, stages: str
     size_mb = (model.path / "model.pt").stat().st_size / 1e6
     n_params = sum(v.numel() for v in torch.load(model.path / "model.pt").values())
     plan = model.plan
+    config = TrainConfig.from_yaml(model.path / "config.yaml")
     per_image = markdown_table(table.drop(columns="patient").round(3))
     return f"""# lesion_ms_axial_t2 — spinal cord + MS lesion segmentation, axial T2w (2D)
 
@@ -51,8 +53,8 @@ def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder, stages: str
 * **Validation data** (held out, never trained on): subjects errsm_24 (sagittal T2w, axial MT)
   and sub-unf01 (T2w, T2*w, T1w at 1 mm).
 * **Training**: three stages, each initialised from the previous one (`--init-from`):
-  {stages}; {model.config.iterations_per_epoch} iterations of batch
-  {model.config.batch_size} per epoch, SGD (momentum 0.99, Nesterov) with poly LR; in all
+  {stages}; {config.iterations_per_epoch} iterations of batch
+  {config.batch_size} per epoch, SGD (momentum 0.99, Nesterov) with poly LR; in all
   {log.seconds.sum() / 60:.0f} min on {os.cpu_count()} CPU cores
   ({platform.processor() or platform.machine()}, shared with other work), no GPU. The final
   checkpoint is the stage-3 epoch with the best mean(cord Dice, lesion Dice) on validation.
