@@ -32,7 +32,8 @@ def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder, stages: str
     real = table[~table.synthetic_lesions]
     synth = table[table.synthetic_lesions]
     size_mb = (model.path / "model.pt").stat().st_size / 1e6
-    n_params = sum(v.numel() for v in torch.load(model.path / "model.pt").values())
+    weights = torch.load(model.path / "model.pt").values()
+    n_params = sum({v.data_ptr(): v.numel() for v in weights}.values())   # shared once
     plan = model.plan
     config = TrainConfig.from_yaml(model.path / "config.yaml")
     per_image = markdown_table(table.drop(columns="patient").round(3))
