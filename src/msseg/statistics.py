@@ -86,6 +86,11 @@ def wilcoxon_paired(groups: Mapping[str, pd.Series]) -> list[dict]:
         else:
             stat, p = stats.wilcoxon(x, y)
         rows.append(_row("wilcoxon_signed_rank", a, b, stat, p, np.nan, common.size))
+    return holm(rows)
+
+
+def holm(rows: list[dict]) -> list[dict]:
+    """Fill ``p_adjusted`` of the rows with a p-value: Holm's correction across them."""
     pvals = np.array([r["p_value"] for r in rows], dtype=float)
     ok = ~np.isnan(pvals)
     if ok.any():

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from msseg import io
+from msseg.evaluation.holdout import markdown_table
 from msseg.evaluation.lesions import size_bin_index, size_bin_labels
-from msseg.statistics import COLUMNS, kruskal_dunn, normality, raincloud, wilcoxon_paired
+from msseg.statistics import COLUMNS, holm, kruskal_dunn, normality, raincloud, wilcoxon_paired
 
 TABLE_METRICS = ("dice", "nsd", "lesion_ppv", "lesion_f1", "count_error")
 CHUNK_NAMES = {1: "cervical", 2: "thoracic", 3: "lumbar"}
@@ -95,22 +96,9 @@ def statistics(results: pd.DataFrame) -> pd.DataFrame:
             if two is not None and three is not None:
                 pairs += wilcoxon_paired({model_name(variant, 2): two,
                                           model_name(variant, 3): three})
-        found += [dict(r, metric=metric) for r in _holm(pairs)]
+        found += [dict(r, metric=metric) for r in holm(pairs)]
         rows += found
     return pd.DataFrame(rows, columns=["metric", *COLUMNS])
-
-
-def _holm(rows: list[dict]) -> list[dict]:
-    from statsmodels.stats.multitest import multipletests
-
-    p = np.array([r["p_value"] for r in rows], float)
-    ok = np.isfinite(p)
-    if ok.any():
-        adjusted = multipletests(p[ok], method="holm")[1]
-        for row, value in zip([r for r, k in zip(rows, ok, strict=True) if k], adjusted,
-                              strict=True):
-            row["p_adjusted"] = float(value)
-    return rows
 
 
 def detection(lesions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -177,13 +165,6 @@ def plot_detection(by_chunk: pd.DataFrame, by_volume: pd.DataFrame, counts: pd.D
     return path
 
 
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
-             "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
-    return "\n".join(lines) + "\n"
-
-
 def summarize(results: pd.DataFrame, lesions: pd.DataFrame, out: Path
               ) -> dict[str, pd.DataFrame]:
     """Write every table and plot of the module docstring into ``out``."""
@@ -195,7 +176,8 @@ def summarize(results: pd.DataFrame, lesions: pd.DataFrame, out: Path
         lesions = lesions[cross_validated(lesions)]
     table = paper_table(results)
     io.write_csv(table, out / "table.csv")
-    io.replace_atomically(out / "table.md", lambda tmp: Path(tmp).write_text(markdown(table)))
+    io.replace_atomically(out / "table.md",
+                          lambda tmp: Path(tmp).write_text(markdown_table(table) + "\n"))
     stats = statistics(results)
     io.write_csv(stats, out / "statistics.csv")
     chunks = with_model(results[results.reference == "chunks"])
