@@ -140,10 +140,11 @@ def _curvature(nz: int, rng: np.random.Generator, amplitude_vox: float) -> np.nd
     return amp * np.sin(2 * np.pi * z / periods + phases)  # (nz, 2) in-plane shifts
 
 
-def _bend(volume: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+def _bend(volume: np.ndarray, shifts: np.ndarray, order: int = 1) -> np.ndarray:
+    """Each slice shifted in-plane by its row of ``shifts`` (order 0 for label maps)."""
     out = np.empty_like(volume)
     for k in range(volume.shape[2]):
-        out[:, :, k] = ndimage.shift(volume[:, :, k], shifts[k], order=1, mode="nearest")
+        out[:, :, k] = ndimage.shift(volume[:, :, k], shifts[k], order=order, mode="nearest")
     return out
 
 

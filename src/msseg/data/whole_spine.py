@@ -157,7 +157,7 @@ def whole_spine(pam50_dir: str | Path, seed: int = 0, site: Site = SITES["A"],
     del tissue
     image = Image(data, affine)
     cord_mask = Image((cord >= 0.5).astype(np.uint8), affine)
-    bent_levels = _bend_labels(levels, shifts)
+    bent_levels = _bend(levels, shifts, order=0)
     image, fraction, labels = _place_lesions(image, cord_mask, bent_levels, rng, site, config)
     table = lesion_table(labels, bent_levels, affine)
     return WholeSpine(image, cord_mask, Image(labels, affine), Image(fraction, affine), table,
@@ -196,6 +196,9 @@ def cut_chunks(spine: WholeSpine, seed: int = 0,
     bounds = np.linspace(z_cord.min(), z_cord.max() + 1, 4)   # three equal parts, I -> S
     in_plane = rng.uniform(*site.in_plane_mm)
     thickness = rng.uniform(*site.slice_mm)
+    sigma = thickness / 0.5 / 2.355                     # slice profile: FWHM = thickness
+    blurred = (ndimage.gaussian_filter1d(spine.image.data, sigma, axis=2),
+               ndimage.gaussian_filter1d(spine.fraction.data, sigma, axis=2))
     chunks = []
     for number in (1, 2, 3):
         part = 3 - number                      # chunk 1 is the most superior third
@@ -203,7 +206,8 @@ def cut_chunks(spine: WholeSpine, seed: int = 0,
         half_overlap = rng.uniform(*config.overlap_mm) / 2 / 0.5
         lo = max(lo - (half_overlap if part > 0 else 0), 0)
         hi = min(hi + (half_overlap if part < 2 else 0), cord.shape[2])
-        chunks.append(_acquire(spine, number, (lo, hi), in_plane, thickness, rng, config))
+        chunks.append(_acquire(spine, blurred, number, (lo, hi), in_plane, thickness, rng,
+                               config))
     return chunks
 
 
@@ -278,13 +282,6 @@ def _random_bend(nz: int, rng: np.random.Generator, amplitude_mm: float) -> np.n
     return rng.uniform(-1, 1, (1, 2)) * amplitude_mm * np.sin(2 * np.pi * z / periods + phases)
 
 
-def _bend_labels(labels: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    out = np.empty_like(labels)
-    for k in range(labels.shape[2]):
-        out[:, :, k] = ndimage.shift(labels[:, :, k], shifts[k], order=0, mode="nearest")
-    return out
-
-
 def _place_lesions(image: Image, cord: Image, levels: np.ndarray, rng: np.random.Generator,
                    site: Site, config: WholeSpineConfig, tries: int = 20
                    ) -> tuple[Image, np.ndarray, np.ndarray]:
@@ -324,9 +321,11 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
     return n, components.astype(np.uint16)
 
 
-def _acquire(spine: WholeSpine, number: int, z_range: tuple[float, float], in_plane: float,
-             thickness: float, rng: np.random.Generator, config: WholeSpineConfig) -> Chunk:
-    """One axial chunk over slices ``z_range`` of the whole spine (see module)."""
+def _acquire(spine: WholeSpine, blurred: tuple[np.ndarray, np.ndarray], number: int,
+             z_range: tuple[float, float], in_plane: float, thickness: float,
+             rng: np.random.Generator, config: WholeSpineConfig) -> Chunk:
+    """One axial chunk over slices ``z_range`` of the whole spine (see module); ``blurred``:
+    its image and lesion fraction with the slice profile of ``thickness`` along S–I."""
     affine = spine.image.affine
     unit = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
     spacing = np.array([in_plane, in_plane, thickness])
@@ -343,17 +342,13 @@ def _acquire(spine: WholeSpine, number: int, z_range: tuple[float, float], in_pl
     centre_world = affine[:3, :3] @ centre_vox + affine[:3, 3]
     header[:3, 3] = centre_world - header[:3, :3] @ ((np.asarray(shape) - 1) / 2)
     true = _motion(centre_world, rng, config) @ header   # where the chunk really samples
-    sigma = thickness / 0.5 / 2.355                     # slice profile: FWHM = thickness
-    blurred = ndimage.gaussian_filter1d(spine.image.data, sigma, axis=2)
-    image = resample_to_grid(Image(blurred, affine), shape, true, order=1).data
-    del blurred
+    image = resample_to_grid(Image(blurred[0], affine), shape, true, order=1).data
     noise = rng.uniform(*spine.site.noise) * float(image.max())
     image = np.sqrt((image + rng.normal(0, noise, shape)) ** 2
                     + rng.normal(0, noise, shape) ** 2).astype(np.float32)
     cord_f = resample_to_grid(Image(spine.cord.data.astype(np.float32), affine), shape, true,
                               order=1).data
-    fraction = ndimage.gaussian_filter1d(spine.fraction.data, sigma, axis=2)
-    lesion_f = resample_to_grid(Image(fraction, affine), shape, true, order=1).data
+    lesion_f = resample_to_grid(Image(blurred[1], affine), shape, true, order=1).data
     cord_mask = (cord_f >= 0.5).astype(np.uint8)
     lesion_mask = ((lesion_f >= 0.5) & (cord_f > 0)).astype(np.uint8)
     return Chunk(number, Image(image, header), Image(cord_mask, header),
