@@ -176,6 +176,18 @@ def finish(image: Image, probabilities: dict[str, np.ndarray], masks: dict[str, 
                                                       prob_images.get("lesion"))
 
 
+def finish_probabilities(image: Image, probabilities: dict[str, np.ndarray],
+                         options: SegmentOptions, start: float, line=None) -> SegmentResult:
+    """Native-space probability maps -> thresholded, post-processed (unless
+    ``postprocessing`` is False) result, timed from ``start``."""
+    threshold = 0.5 if options.threshold is None else options.threshold
+    masks = {key: threshold_mask(p, threshold) for key, p in probabilities.items()}
+    config = options.postprocess if options.postprocessing is not False else None
+    mask_images, prob_images, table = finish(image, probabilities, masks, config)
+    return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
+                         None, line)
+
+
 def threshold_mask(p: np.ndarray, threshold: float) -> np.ndarray:
     """``p >= threshold``, written only inside the bounding box of ``p > 0`` when the
     threshold is positive (the rest stays untouched zero memory)."""
@@ -455,14 +467,9 @@ class StraightSegmenter:
                                    self.options.straight_xy_mm)
         straight = st.straighten_image(image, geometry, 1)
         inner = self.inner.segment(straight, name)
-        threshold = 0.5 if self.options.threshold is None else self.options.threshold
         probabilities = {key: st.unstraighten(p, geometry, image, 1)
                          for key, p in inner.probabilities.items()}
-        masks = {key: threshold_mask(p, threshold) for key, p in probabilities.items()}
-        config = self.options.postprocess if self.options.postprocessing is not False else None
-        mask_images, prob_images, table = finish(image, probabilities, masks, config)
-        return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
-                             None, line)
+        return finish_probabilities(image, probabilities, self.options, start, line)
 
 
 class EnsembleSegmenter:
@@ -482,12 +489,8 @@ class EnsembleSegmenter:
         probabilities = {key: sum(np.asarray(r.probabilities[key].data, np.float32)
                                   for r in results) / len(results)
                          for key in results[0].probabilities}
-        threshold = 0.5 if self.options.threshold is None else self.options.threshold
-        masks = {key: threshold_mask(p, threshold) for key, p in probabilities.items()}
-        config = self.options.postprocess if self.options.postprocessing is not False else None
-        mask_images, prob_images, table = finish(image, probabilities, masks, config)
-        return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
-                             None, results[0].centerline)
+        return finish_probabilities(image, probabilities, self.options, start,
+                                    results[0].centerline)
 
 
 def _densified(points: np.ndarray, step_mm: float) -> np.ndarray:
