@@ -2,7 +2,8 @@
 
 * lesions are kept only inside the cord mask dilated by ``cord_margin_mm`` (a lesion cannot lie
   outside the cord; the margin tolerates boundary errors of the cord mask);
-* connected components (26-connectivity) smaller than ``min_lesion_volume_mm3`` are removed;
+* connected components (26-connectivity) smaller than ``min_lesion_volume_mm3`` are removed
+  (None: :data:`MIN_LESION_VOLUME_MM3`; a model may carry its own, tuned on validation);
 * the cord mask keeps its largest 3D component (optional) to drop spurious islands.
 """
 
@@ -15,11 +16,13 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+MIN_LESION_VOLUME_MM3 = 3.0
+
 
 @dataclass(frozen=True)
 class PostprocessConfig:
     cord_margin_mm: float = 2.0
-    min_lesion_volume_mm3: float = 3.0
+    min_lesion_volume_mm3: float | None = None   # None: the model's own, else 3 mm³
     largest_cord_component: bool = True
     restrict_lesions_to_cord: bool = True   # False for models without a cord (brain)
 
@@ -60,5 +63,7 @@ def postprocess(cord: np.ndarray, lesion: np.ndarray, spacing: Sequence[float],
     lesion = lesion.astype(bool)
     if config.restrict_lesions_to_cord:
         lesion &= dilate_mm(cord, spacing, config.cord_margin_mm)
-    lesion = remove_small_components(lesion, spacing, config.min_lesion_volume_mm3)
+    minimum = config.min_lesion_volume_mm3
+    lesion = remove_small_components(lesion, spacing,
+                                     MIN_LESION_VOLUME_MM3 if minimum is None else minimum)
     return cord, lesion

@@ -154,6 +154,33 @@ def test_lesion_share_centres_patches_on_lesions():
     assert hit_without < 0.1
 
 
+def test_per_lesion_sampling_sees_small_lesions_as_often_as_large_ones():
+    from msseg.training.data import lesion_voxels
+    from msseg.training.planning import Plan
+
+    image = np.zeros((120, 120, 1), np.float32)
+    regions = np.zeros((2, 120, 120, 1), np.uint8)
+    regions[0] = 1
+    regions[1, 10:50, 10:50] = 1              # a large lesion: 1600 voxels
+    regions[1, 100:102, 100:102] = 1          # a small one: 4 voxels
+    voxels, starts = lesion_voxels(regions[1], per_lesion=True)
+    assert starts.tolist() == [0, 1600, 1604] and len(voxels) == 1604
+    assert lesion_voxels(regions[1], per_lesion=False)[1] is None
+    p = Plan(2, (1.0, 1.0), (8, 8), ((3, 3),), ((1, 1),), (8,))
+    case = Case("a", "T2w", image, regions)
+
+    def small_hits(mode: str) -> float:
+        sampler = PatchSampler([case], p, np.ones(1), 1.0, 0.0, 0, lesion_share=1.0,
+                               lesion_sampling=mode)
+        # an 8×8 patch centred in the large lesion holds ≥ 16 lesion voxels; the small: ≤ 4
+        return np.mean([sampler.sample()[1][1].sum() <= 4 for _ in range(400)])
+
+    assert small_hits("lesion") == pytest.approx(0.5, abs=0.08)   # one lesion in two
+    assert small_hits("voxel") < 0.02                              # 4 voxels in 1604
+    with pytest.raises(ValueError):
+        PatchSampler([case], p, np.ones(1), 1.0, 0.0, 0, lesion_sampling="blob")
+
+
 def test_resize_frame_samples_whole_slices():
     from msseg.training.data import Case, PatchSampler
 

@@ -41,13 +41,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="test-time mirroring (msseg models: "
                    "left-right; nnU-Net folders: nnU-Net's mirroring axes)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="probability threshold (default 0.5; nnU-Net region models: > 0.5)")
+                   help="probability threshold (default: the model's own, 0.5 unless its card "
+                        "says otherwise; nnU-Net region models: > 0.5)")
     post = p.add_mutually_exclusive_group()
     post.add_argument("--postprocess", dest="postprocessing", action="store_true",
                       default=None, help="post-process (default for msseg models)")
     post.add_argument("--no-postprocess", dest="postprocessing", action="store_false",
                       help="keep the masks as predicted (default for nnU-Net folders)")
-    p.add_argument("--min-lesion-volume-mm3", type=float, default=3.0)
+    p.add_argument("--min-lesion-volume-mm3", type=float, default=None,
+                   help="smaller lesions are removed (default: the model's own, tuned on "
+                        "validation, else 3)")
     p.add_argument("--cord-margin-mm", type=float, default=2.0,
                    help="lesions are kept within the cord dilated by this margin")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))

@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patch-size", type=lambda t: tuple(int(x) for x in t.split(",")))
     p.add_argument("--init-from", help="checkpoint whose compatible weights initialise the model")
     p.add_argument("--seed", type=int)
-    p.add_argument("--architecture", choices=("dynunet", "dilated_unet", "unet", "unetpp"))
+    p.add_argument("--architecture", choices=("dynunet", "dilated_unet", "unet", "unetpp",
+                                                       "unetpp_resnet", "unet_resnet"))
     p.add_argument("--normalization", choices=("zscore", "minmax", "nyul", "quantile"))
     p.add_argument("--label-consensus", choices=("none", "union", "majority", "staple"),
                    help="train on the consensus of the records' rater masks")

@@ -188,6 +188,13 @@ def finish_probabilities(image: Image, probabilities: dict[str, np.ndarray],
                          None, line)
 
 
+def model_postprocess(config: PostprocessConfig, plan) -> PostprocessConfig:
+    """``config`` with the model's own minimum lesion volume where it leaves it open."""
+    if config.min_lesion_volume_mm3 is None and plan.min_lesion_volume_mm3 is not None:
+        return replace(config, min_lesion_volume_mm3=plan.min_lesion_volume_mm3)
+    return config
+
+
 def threshold_mask(p: np.ndarray, threshold: float) -> np.ndarray:
     """``p >= threshold``, written only inside the bounding box of ``p > 0`` when the
     threshold is positive (the rest stays untouched zero memory)."""
@@ -345,13 +352,15 @@ class Segmenter:
         crop_box = None if roi is None else _bounding_box(roi)
         del work, roi, core   # the network grid's volume is not needed any more
         order = BACK_ORDER[self.plan.frame]
-        threshold = 0.5 if self.options.threshold is None else self.options.threshold
+        threshold = (self.plan.threshold if self.options.threshold is None
+                     else self.options.threshold)
         probabilities, masks = {}, {}
         for region, p in zip(self.plan.regions, prob, strict=True):
             probabilities[region] = to_native(Image(p, affine), rpi, image, order).data
             masks[region] = threshold_mask(probabilities[region], threshold)
         del prob
-        config = self.options.postprocess if self.options.postprocessing is not False else None
+        config = (model_postprocess(self.options.postprocess, self.plan)
+                  if self.options.postprocessing is not False else None)
         mask_images, prob_images, table = finish(image, probabilities, masks, config)
         return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
                              crop_box, line)

@@ -6,6 +6,12 @@
 * ``unet``: CNN2 of Gros et al. 2019 — MONAI's UNet, 3D, depth 2 (two down-samplings), batch
   norm, dropout.
 * ``unetpp``: MONAI's BasicUNetPlusPlus (nested U-Net, Zhou et al. 2018), 2D.
+* ``unetpp_resnet``: a UNet++ decoder on a ResNet-18-style encoder (MONAI's ResNet: basic
+  residual blocks, two per stage, four stages after a stride-2 7×7 stem and max pooling), as
+  the brain FLAIR system of Badea & Popa (2024); widths from the plan (the published
+  ResNet-18's are 64–512; ours 16–128 by default, for CPU training), no pretrained weights;
+* ``unet_resnet``: the same encoder with a plain U-Net decoder (each level joins only the
+  encoder map of its depth), the published UNet++-vs-UNet ablation's other arm.
 
 Output channels are the plan's regions (sigmoid each): ``cord`` = cord ∪ lesion, ``lesion``.
 """
@@ -15,10 +21,12 @@ from __future__ import annotations
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.nets import BasicUNetPlusPlus, DynUNet, UNet
+from monai.networks.nets.basic_unet import TwoConv
+from monai.networks.nets.resnet import ResNet
 
 from msseg.preprocess.plan import Plan
 
-ARCHITECTURES = ("dynunet", "dilated_unet", "unet", "unetpp")
+ARCHITECTURES = ("dynunet", "dilated_unet", "unet", "unetpp", "unetpp_resnet", "unet_resnet")
 
 
 def build_network(plan: Plan) -> torch.nn.Module:
@@ -29,6 +37,9 @@ def build_network(plan: Plan) -> torch.nn.Module:
         return UNet(spatial_dims=plan.dims, in_channels=1, out_channels=out,
                     channels=plan.filters, strides=(2,) * (len(plan.filters) - 1),
                     num_res_units=0, norm="batch", act="relu", dropout=plan.dropout)
+    if plan.architecture in ("unetpp_resnet", "unet_resnet"):
+        return ResNetUNetPlusPlus(plan.filters[:4], out, plan.dims, plan.dropout,
+                                  nested=plan.architecture == "unetpp_resnet")
     if plan.architecture == "unetpp":
         features = (*plan.filters, plan.filters[0])
         return _LastOutput(BasicUNetPlusPlus(spatial_dims=plan.dims, in_channels=1,
@@ -91,3 +102,61 @@ class DilatedUNet(torch.nn.Module):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
             x = dec(torch.cat([up(x), skip], dim=1))
         return self.head(x)
+
+
+class ResNetFeatureMaps(ResNet):
+    """MONAI's ResNet-18 layout (basic blocks, [2, 2, 2, 2]) with the given stage widths, one
+    input channel, returning the feature maps at strides 2 (stem), 4, 8, 16 and 32."""
+
+    def __init__(self, widths: tuple[int, ...], dims: int = 2):
+        super().__init__(block="basic", layers=[2, 2, 2, 2], block_inplanes=list(widths),
+                         spatial_dims=dims, n_input_channels=1, conv1_t_stride=2,
+                         feed_forward=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        stem = self.act(self.bn1(self.conv1(x)))
+        maps = [stem]
+        x = self.maxpool(stem)
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+
+class ResNetUNetPlusPlus(torch.nn.Module):
+    """UNet++ (Zhou et al. 2018) on :class:`ResNetFeatureMaps`: node (i, j) of depth i (stride
+    2^(i+1)) is two 3×3 convolutions of the concatenation of nodes (i, 0..j−1) and the
+    up-sampled node (i+1, j−1); node (i, 0) is the encoder's map. The head takes node (0, 4)
+    (stride 2) back to the input's resolution. Input sides must be multiples of 32.
+    ``nested=False``: the plain U-Net decoder, nodes (i, 4 − i) only, each joining the encoder
+    map (i, 0) and the up-sampled node below."""
+
+    def __init__(self, widths: tuple[int, ...], out_channels: int, dims: int = 2,
+                 dropout: float = 0.0, nested: bool = True):
+        super().__init__()
+        self.encoder = ResNetFeatureMaps(tuple(widths), dims)
+        chans = (widths[0], *widths)       # stem, then the four stages
+        act, norm = ("relu", {"inplace": True}), ("batch", {"eps": 1e-3})
+        self.nested = nested
+        self.nodes = torch.nn.ModuleDict({
+            f"{i}_{j}": TwoConv(dims, chans[i] * (j if nested else 1) + chans[i + 1], chans[i],
+                                act, norm, False, dropout)
+            for j in range(1, 5) for i in range(5 - j) if nested or i + j == 4})
+        mode = "bilinear" if dims == 2 else "trilinear"
+        self.up = torch.nn.Upsample(scale_factor=2, mode=mode, align_corners=False)
+        self.head = torch.nn.Sequential(
+            torch.nn.Upsample(scale_factor=2, mode=mode, align_corners=False),
+            TwoConv(dims, chans[0], chans[0], act, norm, False, 0.0),
+            Convolution(dims, chans[0], out_channels, kernel_size=1, conv_only=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = [[m] for m in self.encoder(x)]          # grid[i][j]: node (i, j)
+        for j in range(1, 5):
+            for i in range(5 - j):
+                if not self.nested and i + j != 4:     # U-Net: (i, 0) stands for (i, j)
+                    grid[i].append(grid[i][-1])
+                    continue
+                same = grid[i][:j] if self.nested else grid[i][:1]
+                inputs = [*same, self.up(grid[i + 1][j - 1])]
+                grid[i].append(self.nodes[f"{i}_{j}"](torch.cat(inputs, dim=1)))
+        return self.head(grid[0][4])

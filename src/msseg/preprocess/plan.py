@@ -37,6 +37,8 @@ class Plan:
     intensity: dict[str, Any] = field(default_factory=dict)  # learnt landmarks / statistics
     frame: str = "image"                    # one of FRAMES
     orientation: str = SCT_RPI              # voxel order of the network grid (axis 2 = S-I)
+    threshold: float = 0.5                  # probability threshold (tuned on validation)
+    min_lesion_volume_mm3: float | None = None  # None: post-processing's default
 
     def __post_init__(self) -> None:
         if len(self.orientation) != 3 or self.orientation[2] not in "SI":
@@ -56,4 +58,5 @@ class Plan:
                    raw.get("architecture", "dynunet"),
                    tuple(raw.get("regions", REGIONS)), raw.get("dropout", 0.0),
                    raw.get("normalization", "zscore"), dict(raw.get("intensity", {})),
-                   raw.get("frame", "image"), raw.get("orientation", SCT_RPI))
+                   raw.get("frame", "image"), raw.get("orientation", SCT_RPI),
+                   raw.get("threshold", 0.5), raw.get("min_lesion_volume_mm3"))

@@ -6,7 +6,11 @@ only. Applied per sample to channel-first arrays. Profiles:
 * ``cnn1`` (Gros et al. 2019, stage 1, 2D): shifts ±10 voxels, flips, rotation ±20°, elastic
   deformation;
 * ``cnn2`` (stage 2, 3D): flips, and small erosions/dilations (one voxel) of the lesion edges
-  in the target, so the network does not learn one rater's exact boundary.
+  in the target, so the network does not learn one rater's exact boundary;
+* ``scanner``: nnU-Net's spatial set with stronger, more frequent intensity changes of the kind
+  that differ between scanners and sites — a smooth multiplicative bias field, gamma 0.5–2,
+  contrast ±35%, brightness ±25%, Gaussian noise, blur and simulated lower resolution (×0.4–1) —
+  so a model trained on one scanner's images does not learn its exact intensity profile.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from monai.transforms import (
     Rand2DElasticd,
     RandAdjustContrastd,
     RandAffined,
+    RandBiasFieldd,
     RandFlipd,
     RandGaussianNoised,
     RandGaussianSmoothd,
@@ -66,6 +71,8 @@ def build_augmentation(dims: int, seed: int, profile: str = "nnunet",
         transforms = _cnn1(dims)
     elif profile == "cnn2":
         transforms = _cnn2(dims, lesion_channel)
+    elif profile == "scanner":
+        transforms = _scanner(dims)
     else:
         transforms = _nnunet(dims)
     transforms.set_random_state(seed)
@@ -110,6 +117,25 @@ def _nnunet(dims: int) -> Compose:
         RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),         # gamma
     ])
     return transforms
+
+
+def _scanner(dims: int) -> Compose:
+    rotate = (np.pi / 12,) if dims == 2 else (0.0, 0.0, np.pi / 12)
+    keys = ("image", "label")
+    return Compose([
+        RandAffined(keys, prob=0.3, rotate_range=rotate, scale_range=(0.15,) * dims,
+                    mode=("bilinear", "nearest"), padding_mode="zeros"),
+        RandFlipd(keys, prob=0.5, spatial_axis=0),
+        RandBiasFieldd("image", prob=0.4, degree=3, coeff_range=(0.1, 0.4)),
+        RandAdjustContrastd("image", prob=0.4, gamma=(0.5, 2.0)),
+        RandScaleIntensityFixedMeand("image", prob=0.3, factors=0.35),
+        RandScaleIntensityd("image", prob=0.3, factors=0.25),
+        RandGaussianNoised("image", prob=0.25, std=0.1),
+        RandGaussianSmoothd("image", prob=0.25, sigma_x=(0.5, 1.5), sigma_y=(0.5, 1.5),
+                            sigma_z=(0.5, 1.5)),
+        RandSimulateLowResolutiond("image", prob=0.3, zoom_range=(0.4, 1.0),
+                                   upsample_mode="bilinear" if dims == 2 else "trilinear"),
+    ])
 
 
 def augment_batch(transforms: Compose, images: np.ndarray, targets: np.ndarray):

@@ -31,6 +31,7 @@ class TrainConfig:
     foreground_fraction: float = 0.67  # patches centred on the cord (with jitter); rest random
     jitter_fraction: float = 0.25     # jitter as a fraction of the patch size
     lesion_share: float = 0.0         # of foreground patches, share centred on a lesion voxel
+    lesion_sampling: str = "voxel"    # voxel (any lesion voxel) | lesion (a lesion, uniformly)
     patch_size: tuple[int, ...] | None = None   # None: planned from the dataset
     target_spacing: tuple[float, ...] | None = None
     base_filters: int = 16
@@ -41,6 +42,8 @@ class TrainConfig:
     init_from: str | None = None
     num_threads: int = 0              # 0: torch default
     architecture: str = "dynunet"     # dynunet | dilated_unet (CNN1) | unet (CNN2) | unetpp
+    #                                   | unetpp_resnet / unet_resnet (UNet++ / U-Net decoder on
+    #                                   a ResNet-18-style encoder)
     regions: tuple[str, ...] = ("cord", "lesion")  # output channels (cord = cord ∪ lesion)
     loss: str = "dice_bce"            # dice_bce | dice | wbce (class-weighted BCE)
     pos_weight: float = 0.8           # wbce: weight of positive voxels, 1 − it for the rest
@@ -49,7 +52,7 @@ class TrainConfig:
     frame: str = "image"              # image | centerline (patches along the cord centerline)
     #                                   | resize (axial slices resized to the patch: brain)
     #                                   | straightened (images straightened along the cord)
-    augmentation: str = "nnunet"      # nnunet | cnn1 | cnn2 | none (msseg.training.augment)
+    augmentation: str = "nnunet"      # nnunet | cnn1 | cnn2 | scanner | none (training.augment)
     label_consensus: str = "none"     # none | union | majority | staple of records' raters
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -99,11 +102,13 @@ class TrainConfig:
             raise MssegError(f"optimizer {self.optimizer!r}: must be sgd or adam")
         if self.sampling not in ("uniform", "contrast-sqrt"):
             raise MssegError(f"sampling {self.sampling!r}: must be uniform or contrast-sqrt")
-        choices = {"architecture": ("dynunet", "dilated_unet", "unet", "unetpp"),
+        choices = {"architecture": ("dynunet", "dilated_unet", "unet", "unetpp",
+                                     "unetpp_resnet", "unet_resnet"),
                    "loss": ("dice_bce", "dice", "wbce"),
                    "normalization": ("zscore", "nyul", "quantile", "minmax"),
                    "frame": ("image", "centerline", "resize", "straightened"),
-                   "augmentation": ("nnunet", "cnn1", "cnn2", "none"),
+                   "augmentation": ("nnunet", "cnn1", "cnn2", "scanner", "none"),
+                   "lesion_sampling": ("voxel", "lesion"),
                    "label_consensus": ("none", "union", "majority", "staple")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cc3d
 import numpy as np
 
 from msseg import io
@@ -35,6 +36,9 @@ REGION_CHANNEL = {"cord": 0, "lesion": 1}
 def channels(plan: Plan) -> list[int]:
     """Indices into a case's (cord ∪ lesion, lesion) targets of the plan's output regions."""
     return [REGION_CHANNEL[r] for r in plan.regions]
+
+
+LESION_SAMPLING = ("voxel", "lesion")
 
 
 @dataclass(frozen=True)
@@ -148,17 +152,26 @@ class PatchSampler:
     """Draws (image, target) patches: cord-centred with jitter, or anywhere at random.
 
     With ``lesion_share`` > 0, that share of the foreground patches of scans that have lesions
-    is centred on a lesion voxel instead of a cord voxel."""
+    is centred on a lesion voxel instead of a cord voxel: any lesion voxel alike
+    (``lesion_sampling = "voxel"``, so large lesions are seen most), or a lesion (26-connected
+    component) drawn uniformly, then one of its voxels (``"lesion"``: a 5 mm³ lesion is the
+    centre as often as a 5 ml one)."""
 
     def __init__(self, cases: Sequence[Case], plan: Plan, weights: np.ndarray,
                  foreground_fraction: float, jitter_fraction: float, seed: int,
-                 lesion_share: float = 0.0):
+                 lesion_share: float = 0.0, lesion_sampling: str = "voxel"):
+        if lesion_sampling not in LESION_SAMPLING:
+            raise ValueError(f"lesion_sampling {lesion_sampling!r}: one of {LESION_SAMPLING}")
         self.cases, self.plan, self.weights = list(cases), plan, weights
         self.fg, self.jitter, self.lesion_share = foreground_fraction, jitter_fraction, lesion_share
         self.rng = np.random.default_rng(seed)
         self.channels = channels(plan)
         self.cord_voxels = [np.argwhere(c.regions[0]) for c in self.cases]
-        self.lesion_voxels = [np.argwhere(c.regions[1]) for c in self.cases]
+        self.lesion_voxels, self.lesion_starts = [], []
+        for case in self.cases:
+            voxels, starts = lesion_voxels(case.regions[1], lesion_sampling == "lesion")
+            self.lesion_voxels.append(voxels)
+            self.lesion_starts.append(starts)
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         images, targets = zip(*(self.sample() for _ in range(size)), strict=True)
@@ -174,6 +187,10 @@ class PatchSampler:
         voxels = self.cord_voxels[i]
         if self.lesion_voxels[i].size and self.rng.random() < self.lesion_share:
             voxels = self.lesion_voxels[i]  # oversample the rare class, as nnU-Net does
+            starts = self.lesion_starts[i]
+            if starts is not None:          # one lesion, uniformly, then one of its voxels
+                j = self.rng.integers(len(starts) - 1)
+                voxels = voxels[starts[j]:starts[j + 1]]
         if voxels.size and self.rng.random() < self.fg:
             centre = voxels[self.rng.integers(len(voxels))].astype(float)
         else:
@@ -192,6 +209,18 @@ class PatchSampler:
         start = np.round(centre - patch / 2).astype(int)
         return (extract(image[None], start, patch, float(image.min())),
                 extract(target[self.channels], start, patch, 0))
+
+
+def lesion_voxels(lesion: np.ndarray, per_lesion: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The lesion voxels (N × dims); with ``per_lesion``, grouped by 26-connected component
+    and the start of each group (plus N at the end), else None."""
+    if not per_lesion:
+        return np.argwhere(lesion), None
+    labels = cc3d.connected_components(np.asarray(lesion) > 0, connectivity=26)
+    voxels = np.argwhere(labels)
+    order = np.argsort(labels[tuple(voxels.T)], kind="stable")
+    counts = np.bincount(labels[tuple(voxels.T)])[1:]
+    return voxels[order], np.concatenate([[0], np.cumsum(counts[counts > 0])])
 
 
 def extract(array: np.ndarray, start: np.ndarray, size: np.ndarray, fill) -> np.ndarray:

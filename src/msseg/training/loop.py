@@ -116,7 +116,8 @@ def rpi_geometry(record: Record) -> tuple[tuple[float, ...], tuple[int, ...]]:
 
 
 #: Resolution levels of the fixed-depth architectures (filters double per level).
-LEVELS = {"dilated_unet": 3, "unet": 3, "unetpp": 5}
+LEVELS = {"dilated_unet": 3, "unet": 3, "unetpp": 5, "unetpp_resnet": 5,
+          "unet_resnet": 5}
 
 
 def make_plan(train: list[Record], config: TrainConfig) -> Plan:
@@ -268,7 +269,7 @@ class Trainer:
         torch.manual_seed(int(np.random.default_rng(seed).integers(2**31)))
         sampler = PatchSampler(self.cases, self.plan, self.weights, c.foreground_fraction,
                                c.jitter_fraction, np.random.default_rng(seed).integers(2**31),
-                               c.lesion_share)
+                               c.lesion_share, c.lesion_sampling)
         augmentation = build_augmentation(self.plan.dims, seed=int(sum(seed) * 7919 % 2**31),
                                           profile=c.augmentation,
                                           lesion_channel=self._lesion_channel())

@@ -12,11 +12,14 @@ import torch
 from msseg.errors import MssegError
 from msseg.models.backends import OnnxNetwork, export_onnx
 from msseg.models.registry import ModelFolder, open_model
+from msseg.preprocess.plan import Plan
 from msseg.training.config import TrainConfig
 
 
-def package_checkpoint(checkpoint: str | Path, out: str | Path, card: str) -> ModelFolder:
-    """Write a model folder from a training checkpoint (float32 weights only) and a card."""
+def package_checkpoint(checkpoint: str | Path, out: str | Path, card: str,
+                       plan_changes: dict | None = None) -> ModelFolder:
+    """Write a model folder from a training checkpoint (float32 weights only) and a card;
+    ``plan_changes`` (e.g. a tuned ``threshold``) are written into its plan."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
@@ -24,7 +27,9 @@ def package_checkpoint(checkpoint: str | Path, out: str | Path, card: str) -> Mo
     tmp.mkdir(parents=True)
     config = TrainConfig.from_dict(state["config"])
     config.to_yaml(tmp / "config.yaml")
-    (tmp / "plan.json").write_text(json.dumps(state["plan"], indent=1))
+    plan = {**state["plan"], **(plan_changes or {})}
+    Plan.from_dict(plan)    # a bad change fails here, not at the user's first segment
+    (tmp / "plan.json").write_text(json.dumps(plan, indent=1))
     weights = {k: v.float() for k, v in state["model"].items()}
     torch.save(weights, tmp / "model.pt")
     (tmp / "model_card.md").write_text(card)
