@@ -7,11 +7,14 @@ modelled on B's own lesions). Every fifth inserted image (masks 0, 5, ..., 25: 6
 validation (fold 0: best epoch, threshold and minimum lesion size); the rest and the real
 image are training (fold 1). The other patient's real FLAIR is the test case: never trained
 on, never used to choose anything. ``both``: the union of the two backgrounds' records, for
-the bundled model (its validation: the 12 held-out insertions, 6 per background).
+the bundled model (its validation: the 12 held-out insertions, 6 per background). For the
+ablations, the test patient also under 8 scanner-like intensity shifts (gamma 0.6–1.6, ×0.3–4
+scale, 15–30% bias field, noise: ``SHIFTS``), ``test_shifted.json``.
 
 Usage: .venv/bin/python recipes/brain_lesion_flair/build_lopo.py [--shared ../shared/data]
          [--out work/brain_lesion_flair/lopo]
-Writes OUT/data/*.nii.gz, OUT/train_on_{07,19}/dataset.json and test.json, OUT/both/dataset.json.
+Writes OUT/data/*.nii.gz, OUT/train_on_{07,19}/dataset.json, test.json and test_shifted.json,
+OUT/both/dataset.json.
 """
 
 from __future__ import annotations
@@ -23,10 +26,25 @@ import numpy as np
 from build_data import FLAIR, MASK, record, write_case
 
 from msseg import io
-from msseg.data.brain_synthesis import insert_lesions, measure_lesion_intensity
+from msseg.data.brain_synthesis import ScannerLike, insert_lesions, measure_lesion_intensity
 from msseg.data.index import Record, save_index
 
 PATIENTS = ("07", "19")
+SHIFTS = (ScannerLike(gamma=0.6), ScannerLike(gamma=1.6), ScannerLike(scale=0.3, gamma=0.8),
+          ScannerLike(scale=4.0, gamma=1.25), ScannerLike(bias=0.15), ScannerLike(bias=0.3),
+          ScannerLike(gamma=1.25, bias=0.2, noise=0.03), ScannerLike(gamma=0.8, noise=0.05))
+
+
+def shifted(test: Record, data: Path, patient: str) -> list[Record]:
+    """The real test image under each of :data:`SHIFTS` (its mask unchanged)."""
+    image = io.load(test.image)
+    lesion = io.load(test.lesion).data > 0
+    out = []
+    for k, transform in enumerate(SHIFTS):
+        data_k = transform.apply(image.data.astype(np.float32), seed=k)
+        out.append(write_case(data, f"p{patient}_real_shift-{k}", image, data_k, lesion,
+                              f"patient{patient}", None))
+    return out
 
 
 def background_records(mni: Path, data: Path, patient: str) -> list[Record]:
@@ -68,6 +86,7 @@ def main() -> None:
         folder = args.out / f"train_on_{patient}"
         save_index(records, folder / "dataset.json")
         save_index([Record(**{**test.__dict__, "fold": None})], folder / "test.json")
+        save_index(shifted(test, data, other), folder / "test_shifted.json")
         print(f"train on {patient}: {sum(r.fold == 1 for r in records)} training, "
               f"{sum(r.fold == 0 for r in records)} validation; test = real patient {other}")
     save_index([r for p in PATIENTS for r in per_background[p]],

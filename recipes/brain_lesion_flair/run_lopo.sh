@@ -6,8 +6,7 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 MSSEG=${MSSEG:-.venv/bin/msseg}
 ROOT=work/brain_lesion_flair/lopo
-[ -f $ROOT/both/dataset.json ] || (cd recipes/brain_lesion_flair && \
-  "../../$PY" build_lopo.py --shared ../../../shared/data --out "../../$ROOT")
+[ -f $ROOT/both/dataset.json ] || "$PY" recipes/brain_lesion_flair/build_lopo.py --out $ROOT
 for run in ${RUNS:-train_on_07 train_on_19 both}; do
   resume=""; [ -f "$ROOT/runs/$run/checkpoint_last.pt" ] && resume=--resume
   "$MSSEG" train recipes/brain_lesion_flair/config_lopo.yaml \

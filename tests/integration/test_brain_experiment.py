@@ -181,3 +181,39 @@ def test_bundled_brain_model_on_real_validation_patient(shared_data, tmp_path):
 
     assert dice(pred.data > 0, ref) >= 0.6
     assert not (tmp_path / f"{stem}_label-SC_seg.nii.gz").exists()
+
+
+def test_cross_dataset_with_test_only_datasets_and_resnet_ablation(tmp_path):
+    """One background to train on, an unseen dataset and a shifted version of it to test on:
+    the issue-16 ablation's shape (UNet++ vs U-Net on the ResNet-18-style encoder)."""
+    train = _dataset(tmp_path / "a", 0, ScannerLike())
+    unseen = _dataset(tmp_path / "b", 10, ScannerLike())
+    shifted = _dataset(tmp_path / "c", 10, ScannerLike(gamma=1.4, scale=2.0, bias=0.2))
+    base = TrainConfig(task="brain_lesion_flair", dims=2, frame="resize", patch_size=(32, 32),
+                       architecture="unetpp_resnet", regions=("lesion",), loss="wbce",
+                       optimizer="adam", normalization="quantile", epochs=1,
+                       iterations_per_epoch=2, batch_size=2, base_filters=4,
+                       foreground_fraction=1.0, augmentation="scanner", num_threads=1,
+                       val_max_cases=1)
+    argv = ["experiment", "cross-dataset", str(base.to_yaml(tmp_path / "base.yaml")),
+            "-o", str(tmp_path / "out"), "--dataset", f"a={train}", "--test", f"b={unseen}",
+            "--test", f"b_shifted={shifted}",
+            "--ablation", "architecture=unetpp_resnet,unet_resnet"]
+    assert main(argv) == 0
+    out = tmp_path / "out"
+    dice_m = pd.read_csv(out / "dice_matrix.csv").set_index("train")
+    assert list(dice_m.index) == ["a"] and list(dice_m.columns) == ["a", "b", "b_shifted"]
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert set(per_image.train) == {"a"}                     # nothing trained on b
+    n_tests = {t: (per_image[per_image.variant == "main"].test == t).sum()
+               for t in ("b", "b_shifted")}
+    assert n_tests == {"b": 3, "b_shifted": 3}
+    ablation = pd.read_csv(out / "ablations.csv")
+    assert ablation.b.tolist() == ["unet_resnet"]
+    assert ablation.n.iloc[0] == (per_image.variant == "main").sum()
+    assert not (out / "runs" / "main" / "b").exists()
+    # a dataset cannot be both trained and test-only; nothing is written for the refusal
+    refused = tmp_path / "refused"
+    assert main([*argv[:3], "-o", str(refused), "--dataset", f"a={train}",
+                 "--test", f"a={unseen}"]) == 1
+    assert not refused.exists()

@@ -99,6 +99,10 @@ def test_score_pair_by_hand():
     assert scores["lesion_f1"] == pytest.approx(0.8)
     # removing lesions under 3 mm³ drops the false positive: perfect
     assert score_pair(prob, ref, spacing, 0.4, 3.0)["lesion_f1"] == pytest.approx(1.0)
+    # one component covering everything: every lesion touched, yet one false positive (the
+    # symmetric rule; the published one would give F1 = 1 for this blob)
+    blob = score_pair(np.ones_like(prob), ref, spacing, 0.5, 0.0)
+    assert blob["lesion_f1"] == 0.0 and blob["lesion_sensitivity"] == 1.0
 
 
 def test_tuning_picks_the_threshold_and_size_that_validation_supports():

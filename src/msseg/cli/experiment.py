@@ -18,7 +18,8 @@ lesion_counts.csv and detection.png into OUT.
 
 ``cross-dataset``: train on each dataset, test on every other.
 
-``--dataset NAME=INDEX`` (two or more; indexes from ``msseg dataset scan``), a base training
+``--dataset NAME=INDEX`` (one or more to train on; indexes from ``msseg dataset scan``),
+``--test NAME=INDEX`` (test-only: never trained on; two datasets in all), a base training
 config (YAML, fields of TrainConfig; its ``dataset``/``output`` are set per run), ``--combine``
 to also train on the union of all datasets but one, ``--ablation KEY=a,b`` (KEY one of
 normalization, architecture, loss, label_consensus, augmentation; the first value is used for
@@ -44,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          description=__doc__)
     c.add_argument("config", type=Path, help="base training config (YAML)")
     c.add_argument("--dataset", action="append", required=True, metavar="NAME=INDEX")
+    c.add_argument("--test", action="append", default=[], metavar="NAME=INDEX",
+                   help="a test-only dataset: every model is tested on it, none trained")
     c.add_argument("-o", "--outdir", type=Path, required=True)
     c.add_argument("--combine", action="store_true",
                    help="also train on the union of all datasets but one")
@@ -95,9 +98,10 @@ def run(args: argparse.Namespace) -> int:
     base = TrainConfig.from_yaml(args.config)
     if args.label_consensus:
         base = base.replace(label_consensus=args.label_consensus)
-    results = run_experiment(parse_datasets(args.dataset), base, args.outdir, args.combine,
+    datasets, tests = parse_datasets(args.dataset), parse_datasets(args.test)
+    results = run_experiment(datasets, base, args.outdir, args.combine,
                              parse_ablations(args.ablation),
-                             max_test_images=args.max_test_images)
+                             max_test_images=args.max_test_images, test_only=tests)
     for name in ("dice_matrix", "iou_matrix"):
         print_table(results[name].round(3).reset_index(), name.replace("_", " "))
     if len(results["ablations"]):

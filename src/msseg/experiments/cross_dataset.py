@@ -4,9 +4,10 @@ For a base training config and named datasets (msseg dataset indexes), each *tra
 every dataset alone and, with ``combine``, the union of all but one — gets a model trained by
 the one training engine (patient-level 80/20 split of the training set for model selection).
 Each model is tested with `msseg segment`'s pipeline on every image with a lesion mask of every
-other dataset (the first ``max_test_images`` of each, for a CPU budget), and on its own
-validation images (the diagonal). Per image: lesion Dice and IoU
-(both 1 when prediction and reference are empty, as MetricsReloaded).
+other dataset (the first ``max_test_images`` of each, for a CPU budget), on its own
+validation images (the diagonal), and on every *test-only* dataset (``test_only``: never
+trained on, e.g. an unseen real patient and intensity-shifted versions of it). Per image:
+lesion Dice and IoU (both 1 when prediction and reference are empty, as MetricsReloaded).
 
 A design of the experiment engine (:mod:`msseg.experiments.engine`: resumable, one tidy table).
 Outputs in OUT: ``per_image.csv`` (model, case, variant, train, test, image, dice, iou; one row
@@ -76,14 +77,20 @@ def parse_ablations(items: Sequence[str]) -> dict[str, list[str]]:
 
 def run_experiment(datasets: Mapping[str, str | Path], base: TrainConfig, out: str | Path,
                    combine: bool = False, ablations: Mapping[str, list[str]] | None = None,
-                   options: SegmentOptions | None = None, max_test_images: int | None = None
+                   options: SegmentOptions | None = None, max_test_images: int | None = None,
+                   test_only: Mapping[str, str | Path] | None = None
                    ) -> dict[str, pd.DataFrame]:
     """The cross-dataset design on the experiment engine (:mod:`msseg.experiments.engine`)."""
     records = {name: load_index(path) for name, path in datasets.items()}
-    if len(records) < 2:
-        raise MssegError("cross-dataset needs at least two --dataset NAME=INDEX")
+    tests = {name: load_index(path) for name, path in (test_only or {}).items()}
+    if set(tests) & set(records):
+        raise MssegError(f"dataset {sorted(set(tests) & set(records))[0]!r} is both a "
+                         "training and a test-only dataset")
+    if not records or len(records) + len(tests) < 2:
+        raise MssegError("cross-dataset needs at least two datasets, one of them to train on "
+                         "(--dataset NAME=INDEX; --test NAME=INDEX for test-only ones)")
     design = CrossDataset(records, base, dict(ablations or {}), combine,
-                          options or SegmentOptions(crop=False), max_test_images)
+                          options or SegmentOptions(crop=False), max_test_images, tests)
     results = run_design(design, out, lambda items, name: progress(items, name))
     return {"per_image": results.pop("results"), **results}
 
@@ -91,14 +98,16 @@ def run_experiment(datasets: Mapping[str, str | Path], base: TrainConfig, out: s
 class CrossDataset:
     """Every training set × variant (main, then each ablation value) is a run; its test cases
     are the lesion-bearing images of every dataset it did not train on and, for a single
-    dataset, its own held-out split (the diagonal)."""
+    dataset, its own held-out split (the diagonal); and every test-only dataset."""
 
     table = "per_image.csv"
 
     def __init__(self, records: Mapping[str, list[Record]], base: TrainConfig,
                  ablations: dict[str, list[str]], combine: bool, options: SegmentOptions,
-                 max_test_images: int | None):
+                 max_test_images: int | None,
+                 test_only: Mapping[str, list[Record]] | None = None):
         self.records, self.ablations, self.options = records, ablations, options
+        self.test_only = dict(test_only or {})
         self.max_test_images = max_test_images
         main_config = base.replace(**{k: v[0] for k, v in ablations.items()})
         main_config.validate()
@@ -127,6 +136,7 @@ class CrossDataset:
     def _test_cases(self, tset: TrainingSet, members: list[Record], config: TrainConfig
                     ) -> dict[str, tuple[str, Record]]:
         tests = {name: recs for name, recs in self.records.items() if name not in tset.members}
+        tests.update(self.test_only)
         if len(tset.members) == 1:
             tests[tset.members[0]] = split_records(members, config)[1]   # the diagonal
         cases = {}
@@ -157,7 +167,7 @@ class CrossDataset:
             matrix = main.pivot_table(index="train", columns="test", values=metric,
                                       aggfunc="mean")
             matrix = matrix.reindex(index=[s.name for s in self.sets],
-                                    columns=list(self.records))
+                                    columns=[*self.records, *self.test_only])
             io.write_csv(matrix.reset_index(), out / f"{metric}_matrix.csv")
             results[f"{metric}_matrix"] = matrix
         plot_matrices(results["dice_matrix"], results["iou_matrix"], out / "matrix.png")

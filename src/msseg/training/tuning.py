@@ -5,8 +5,11 @@ lesion probabilities: each pair thresholds the maps (``p >= threshold``), remove
 components (26-connectivity) smaller than the minimum volume (as post-processing does at
 inference) and scores the result against the references. The score is the mean over cases of
 (Dice + lesion F1) / 2 — volume overlap and detection weigh the same, so a small lesion found
-counts as much as a large one's extra voxels — lesion F1 with ``msseg evaluate``'s defaults
-(published matching rule, θ = 0.1, :func:`msseg.evaluation.lesions.match_lesions`). Ties go to
+counts as much as a large one's extra voxels — lesion F1 with the *symmetric* matching rule
+(θ = 0.1, :func:`msseg.evaluation.lesions.match_lesions`): under the published rule a low
+threshold that merges every lesion into one large component scores F1 = 1 (each reference
+lesion is touched, the component touches the reference), which the symmetric rule counts as
+one false positive. Ties go to
 the first pair in grid order (lowest threshold, then smallest volume). Run it on validation
 data only: a threshold chosen on the test data inflates the test score. The chosen pair is
 stored in the model's plan (``threshold``, ``min_lesion_volume_mm3``), which ``msseg segment``
@@ -34,9 +37,9 @@ def score_pair(probability: np.ndarray, reference: np.ndarray, spacing: Sequence
     """Dice and lesion metrics of ``probability`` thresholded and cleaned as inference does."""
     pred = remove_small_components(probability >= threshold, spacing, min_volume_mm3)
     ref = np.asarray(reference, bool)
-    options = EvalOptions()   # msseg evaluate's defaults: published rule, θ = 0.1
+    options = EvalOptions()   # θ and connectivity as msseg evaluate's defaults
     scores = lesion_scores(match_lesions(pred, ref, options.overlap, options.connectivity,
-                                         options.matching))
+                                         "symmetric"))
     return {"dice": dice(pred, ref), "lesion_f1": scores["lesion_f1"],
             "lesion_ppv": scores["lesion_ppv"],
             "lesion_sensitivity": scores["lesion_sensitivity"]}
