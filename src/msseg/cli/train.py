@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalization", choices=("zscore", "minmax", "nyul", "quantile"))
     p.add_argument("--label-consensus", choices=("none", "union", "majority", "staple"),
                    help="train on the consensus of the records' rater masks")
+    p.add_argument("--threads", type=int, dest="num_threads",
+                   help="CPU threads of PyTorch (0: all cores)")
     p.add_argument("--resume", action="store_true", help="continue from checkpoint_last.pt")
     p.add_argument("--max-epochs", type=int,
                    help="stop after this many epochs in this call (resume later)")
@@ -40,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 OVERRIDES = ("dataset", "output", "dims", "epochs", "iterations_per_epoch", "batch_size",
              "optimizer", "learning_rate", "sampling", "fold", "patch_size", "init_from", "seed",
-             "architecture", "normalization", "label_consensus")
+             "architecture", "normalization", "label_consensus", "num_threads")
 
 
 def config_from_args(args: argparse.Namespace):
