@@ -46,8 +46,9 @@ def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, c
     import json
 
     recorded = json.loads((tmp_path / "out" / "segment_options.json").read_text())
+    # min_lesion_volume_mm3 None: the model's own (its plan's; else 3 mm³)
     assert recorded["options"]["postprocess"] == {"cord_margin_mm": 2.0,
-                                                  "min_lesion_volume_mm3": 3.0,
+                                                  "min_lesion_volume_mm3": None,
                                                   "largest_cord_component": True,
                                                   "restrict_lesions_to_cord": True}
     assert recorded["options"]["crop"] is True and recorded["model"] == str(model)
@@ -63,7 +64,8 @@ def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, c
     assert list(table.columns) == [
         "lesion_id", "volume_mm3", "length_si_mm", "max_axial_area_mm2",
         "equivalent_diameter_mm", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
-        "slice_min", "slice_max", "mean_probability", "region"]
+        "slice_min", "slice_max", "mean_probability", "region", "distance_from_top_mm",
+        "chunk"]
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert list(summary.columns[:6]) == ["scan", "status", "n_lesions",
                                          "total_lesion_volume_mm3", "cord_volume_mm3", "seconds"]

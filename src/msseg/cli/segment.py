@@ -26,7 +26,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="segment the cord and MS lesions", description=__doc__)
     p.add_argument("task", nargs="?", help="bundled task name (see --list) or a model folder")
     p.add_argument("-i", "--input", nargs="+", type=Path, help="images and/or folders")
-    p.add_argument("-o", "--outdir", type=Path, help="output folder")
+    p.add_argument("-o", "--outdir", type=Path, help="output folder (BIDS input without -o: "
+                   "its derivatives/msseg)")
+    p.add_argument("--bids-derivatives", action="store_true",
+                   help="write a BIDS derivative dataset: sub-*/[ses-*/]anat/ folders, BIDS "
+                   "names, JSON sidecars, dataset_description.json (automatic for a BIDS "
+                   "dataset given without -o)")
+    p.add_argument("--levels", nargs="+", type=Path, metavar="LEVELS",
+                   help="vertebral level maps in the inputs' space (dense, as "
+                   "sct_label_vertebrae writes, or disc labels): one per input image, in "
+                   "order, or a folder holding <image>_levels / _seg_labeled / _labels-disc…")
     p.add_argument("--list", action="store_true",
                    help="list bundled and imported tasks and their cards")
     p.add_argument("--soft", action="store_true", help="also write the lesion probability map")
@@ -79,18 +88,24 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         return list_tasks()
-    if not args.task or not args.input or not args.outdir:
+    if not args.task or not args.input:
         raise MssegError("give TASK, -i INPUT… and -o OUTDIR (or --list)")
+    layout, outdir = _layout(args)
     if args.jobs < 1:
         raise MssegError(f"--jobs {args.jobs}: must be ≥ 1")
-    outdir = args.outdir.absolute()
     _check_outdir(outdir, args.qc)
     model = find_model(args.task)
     options = _options(args, model)
     inputs = collect_inputs(args.input)
+    levels = _levels(args.levels, inputs)
     jobs = [Job(path, outdir, model.path, options, args.soft, args.qc, tuple(model.outputs),
-                args.overwrite) for path in inputs]
+                args.overwrite, **_bids_fields(layout, path), task=args.task,
+                levels=levels.get(path)) for path in inputs]
     _plan(jobs, args.overwrite)
+    if layout == "bids":
+        from msseg import __version__, bids
+
+        bids.write_dataset_description(outdir, args.task, __version__, options.to_dict())
     created = not outdir.exists()
     single = len(jobs) == 1
     summary = _run(jobs, args)
@@ -106,11 +121,85 @@ def run(args: argparse.Namespace) -> int:
         tables = {j.name: pd.read_csv(j.outputs()["table"]) for j in jobs
                   if j.done() and "table" in j.outputs()}
         print(f"QC page: {write_index(args.qc, summary, tables)}")
+    if levels:
+        _level_summary(jobs, outdir)
     print_table(summary.drop(columns="error"), f"msseg segment {model_name(model)}")
     for row in summary[summary.status.str.startswith(("failed", "skipped (conflict"))].itertuples():
         print(f"{row.status}: {row.scan}: {row.error}", file=sys.stderr)
     _print_viewer(jobs, summary)
     return 1 if len(failed) else 0
+
+
+def _layout(args: argparse.Namespace) -> tuple[str, Path]:
+    """(flat | bids, output folder): a raw BIDS dataset given alone without -o gets its
+    derivatives/msseg."""
+    from msseg import bids
+
+    root = bids.dataset_root(args.input[0].absolute()) if len(args.input) == 1 and \
+        args.input[0].is_dir() else None
+    if args.outdir is None:
+        if root is None or root != args.input[0].absolute():
+            raise MssegError("give -o OUTDIR (only a BIDS dataset's root, with its "
+                             "dataset_description.json, defaults to its derivatives/msseg)")
+        return "bids", root / "derivatives" / bids.PIPELINE
+    return ("bids" if args.bids_derivatives else "flat"), args.outdir.absolute()
+
+
+def _bids_fields(layout: str, image: Path) -> dict:
+    """Job fields of an image in the BIDS layout (its sub-X/[ses-Y/]anat folder); a name
+    that is not BIDS is refused here, before any work."""
+    if layout != "bids":
+        return {}
+    from msseg import bids
+
+    root = bids.dataset_root(image)
+    return {"layout": "bids", "subdir": str(bids.folder_of(image, root)), "raw_root": root}
+
+
+LEVEL_SUFFIXES = ("_levels", "_seg_labeled", "_label-SC_seg_labeled", "_seg-manual_labeled",
+                  "_labels-disc", "_labels-disc-manual", "_label-disc")
+
+
+def _levels(given: list[Path] | None, inputs: list[Path]) -> dict[Path, Path]:
+    """The level map of each input: files paired in order, or found in a folder by name."""
+    from msseg import io
+
+    if not given:
+        return {}
+    if len(given) == 1 and given[0].is_dir():
+        by_stem = {io.strip_nifti_suffix(p.name): p for p in io.find_nifti(given[0])}
+        found = {}
+        for image in inputs:
+            stem = io.strip_nifti_suffix(image.name)
+            match = next((by_stem[stem + s] for s in LEVEL_SUFFIXES if stem + s in by_stem),
+                         None)
+            if match is None:
+                print(f"no level map for {stem} in {given[0]}", file=sys.stderr)
+            else:
+                found[image] = match
+        return found
+    if len(given) != len(inputs):
+        raise MssegError(f"--levels: {len(given)} map(s) for {len(inputs)} image(s); give one "
+                         "per image, in order, or a folder")
+    missing = [p for p in given if not p.is_file()]
+    if missing:
+        raise MssegError(f"--levels {missing[0]}: no such file")
+    return dict(zip(inputs, (p.absolute() for p in given), strict=True))
+
+
+def _level_summary(jobs: list, outdir: Path) -> None:
+    """``levels.csv``: lesion count and volume per level, per scan and for the cohort."""
+    import pandas as pd
+
+    from msseg import io
+    from msseg.cli.common import print_table
+    from msseg.levels import level_summary
+
+    tables = {j.name: pd.read_csv(j.outputs()["table"]) for j in jobs
+              if j.levels is not None and j.done() and "table" in j.outputs()}
+    summary = level_summary({k: t for k, t in tables.items() if "level_shares" in t})
+    io.write_csv(summary, outdir / "levels.csv")
+    print_table(summary[summary.scan == "all"], "lesions per vertebral level (all scans)")
 
 
 def _check_outdir(outdir: Path, qc: Path | None) -> None:

@@ -6,7 +6,10 @@ spacing, shape, patient, session, site and chunk. Masks are found
 * in BIDS derivatives (``derivatives/<pipeline>/sub-*/[ses-*/]anat/``) or beside the image, named
   ``<image stem><suffix>.nii.gz`` with a cord suffix from :data:`CORD_SUFFIXES` or a lesion suffix
   from :data:`LESION_SUFFIXES`;
-* any NIfTI whose name ends with one of those suffixes is a mask, never an image.
+* any NIfTI whose name ends with one of those suffixes is a mask, never an image;
+* ``msseg segment --bids-derivatives`` outputs (``…_label-SC_desc-T2w_mask``,
+  :mod:`msseg.bids`) count as their older equivalent (``…_T2w_label-SC_seg``), after any
+  other mask of the image: a manual label wins over msseg's own prediction.
 
 Contrast comes from the BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain names, from
 :data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…). The patient is the BIDS ``sub``
@@ -28,6 +31,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from msseg.bids import legacy_name
 from msseg.errors import MssegError
 from msseg.io import find_nifti, load_header, strip_nifti_suffix
 
@@ -63,6 +67,7 @@ class Record:
 
 
 def is_mask_name(stem: str) -> bool:
+    stem = legacy_name(stem)    # BIDS derivative names (msseg segment --bids-derivatives)
     return stem.endswith(CORD_SUFFIXES + LESION_SUFFIXES + OTHER_LABEL_SUFFIXES) or \
         "segmentation" in stem or stem.startswith("labels")
 
@@ -118,13 +123,15 @@ def _plain_patient(rel: Path, stem: str) -> str:
 
 
 def _find_mask(image: Path, stem: str, masks: list[Path], suffixes: Iterable[str]) -> str | None:
-    by_name = {strip_nifti_suffix(m.name): m for m in masks}
-    for suffix in suffixes:  # most specific first
-        candidates = [m for name, m in by_name.items() if name == stem + suffix]
-        # beside the image first, then anywhere (BIDS derivatives)
-        candidates.sort(key=lambda m: m.parent != image.parent)
-        if candidates:
-            return str(candidates[0])
+    named = [(legacy_name(strip_nifti_suffix(m.name)), m) for m in masks]
+    own = [item for item in named if item[0] != strip_nifti_suffix(item[1].name)]
+    for pool in ([item for item in named if item not in own], own):   # msseg's outputs last
+        for suffix in suffixes:  # most specific first
+            candidates = [m for name, m in pool if name == stem + suffix]
+            # beside the image first, then anywhere (BIDS derivatives)
+            candidates.sort(key=lambda m: m.parent != image.parent)
+            if candidates:
+                return str(candidates[0])
     return None
 
 

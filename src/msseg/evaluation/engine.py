@@ -17,7 +17,7 @@ import cc3d
 import numpy as np
 import pandas as pd
 
-from msseg import io
+from msseg import bids, io
 from msseg.errors import MssegError
 from msseg.evaluation.lesions import (
     LesionMatch,
@@ -74,7 +74,9 @@ class CasePair:
 
 
 def case_id(path: str | os.PathLike) -> str:
-    name = io.strip_nifti_suffix(Path(path).name)
+    """The case of a mask file (BIDS derivative names read as their older equivalent:
+    ``sub-01_label-SC_desc-T2w_mask`` is case ``sub-01_T2w``)."""
+    name = bids.legacy_name(io.strip_nifti_suffix(Path(path).name))
     for suffix in sorted(CASE_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
@@ -198,7 +200,7 @@ def find_pairs(pred: str | os.PathLike, ref: str | os.PathLike,
 
 def _index_folder(folder: Path, structure: str = "lesion") -> dict[str, Path]:
     files = [p for p in io.find_nifti(folder)
-             if not io.strip_nifti_suffix(p.name).endswith("_probseg")]
+             if not bids.legacy_name(io.strip_nifti_suffix(p.name)).endswith("_probseg")]
     if not files:
         raise MssegError(f"{folder}: folder holds no NIfTI file")
     index: dict[str, Path] = {}
@@ -223,7 +225,7 @@ def _choose_structure(a: Path, b: Path, structure: str) -> Path | None:
 
 
 def _structure_of(path: Path) -> str | None:
-    stem = io.strip_nifti_suffix(path.name)
+    stem = bids.legacy_name(io.strip_nifti_suffix(path.name))
     for structure, suffixes in STRUCTURE_SUFFIXES.items():
         if stem.endswith(suffixes):
             return structure

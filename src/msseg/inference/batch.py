@@ -8,11 +8,18 @@ For input ``X.nii.gz`` the outputs are ``X_label-SC_seg.nii.gz`` (cord),
 its recorded summary row, so a killed batch resumes without losing anything; a failing scan is
 recorded in ``summary.csv`` with its error and does not stop the batch, nor does a worker
 process killed from outside.
+
+With ``layout = "bids"`` the outputs go to ``OUTDIR/<subdir>`` (``sub-X/[ses-Y/]anat``) with
+BIDS derivative names (:mod:`msseg.bids`) and a JSON sidecar per map. Lesion tables gain
+``distance_from_top_mm`` and ``chunk`` (from ``_chunk-N``, else empty), and with a level map
+(``levels``) ``vert_level``, ``vert_level_name`` and ``level_shares`` (:mod:`msseg.levels`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -24,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msseg import io
+from msseg import bids, io
 from msseg.data.index import is_mask_name
 from msseg.errors import MssegError
 from msseg.inference import records
@@ -46,6 +53,11 @@ class Job:
     qcdir: Path | None = None
     masks: tuple[str, ...] = ("cord", "lesion")   # the model's named outputs
     overwrite: bool = False                        # replace outputs made with other settings
+    layout: str = "flat"                           # flat | bids (derivative names, subdir)
+    subdir: str = ""                               # bids: sub-X/[ses-Y/]anat
+    raw_root: Path | None = None                   # bids: the raw dataset (sidecar sources)
+    task: str = ""                                 # the task as named (sidecars)
+    levels: Path | None = None                     # level map of the image (lesion table)
 
     @property
     def name(self) -> str:
@@ -58,18 +70,29 @@ class Job:
 
     def outputs(self) -> dict[str, Path]:
         """Output paths by key: each mask's name, ``probability``, ``table``."""
-        out = {m: self.outdir / f"{self.name}_label-{BIDS_LABEL.get(m, m)}_seg.nii.gz"
-               for m in self.masks}
-        if self.soft:
-            label = BIDS_LABEL.get(self.soft_of, self.soft_of)
-            out["probability"] = self.outdir / f"{self.name}_label-{label}_probseg.nii.gz"
+        folder = self.outdir / self.subdir
+        if self.layout == "bids":
+            out = {m: folder / f"{bids.derivative_stem(self.name, m)}.nii.gz"
+                   for m in self.masks}
+            if self.soft:
+                stem = bids.derivative_stem(self.name, self.soft_of, "probseg")
+                out["probability"] = folder / f"{stem}.nii.gz"
+        else:
+            out = {m: folder / f"{self.name}_label-{BIDS_LABEL.get(m, m)}_seg.nii.gz"
+                   for m in self.masks}
+            if self.soft:
+                label = BIDS_LABEL.get(self.soft_of, self.soft_of)
+                out["probability"] = folder / f"{self.name}_label-{label}_probseg.nii.gz"
         if "lesion" in self.masks:
-            out["table"] = self.outdir / f"{self.name}_lesions.csv"
+            out["table"] = folder / f"{self.name}_lesions.csv"
         return out
 
     @property
     def fingerprint(self) -> dict:
-        return records.fingerprint(self.model, self.options.to_dict(), self.soft, self.masks)
+        options = self.options.to_dict()
+        if self.levels is not None:
+            options["levels"] = str(self.levels)
+        return records.fingerprint(self.model, options, self.soft, self.masks)
 
     def state(self) -> records.State:
         return records.state_of(self.outdir, self.name, self.outputs(), self.fingerprint)
@@ -147,7 +170,11 @@ def run_job(job: Job) -> dict:
 
 def _segment(job: Job, image, start: float) -> dict:
     out = job.outputs()
-    result = _segmenter(job.model, job.options).segment(image, str(job.image))
+    levels = io.load(job.levels) if job.levels is not None else None  # bad map: nothing written
+    segmenter = _segmenter(job.model, job.options)
+    result = segmenter.segment(image, str(job.image))
+    table = lesion_positions(result.table, result.lesion, job.name, levels) \
+        if result.lesion is not None else result.table
     if job.qcdir is not None:
         from msseg.report.qc import scan_figures
 
@@ -157,12 +184,50 @@ def _segment(job: Job, image, start: float) -> dict:
     if job.soft:
         io.save_like(result.probabilities[job.soft_of].data, image, out["probability"],
                      np.float32)
+    if job.layout == "bids":
+        _write_sidecars(job, out, getattr(segmenter, "plan", None))
     if "table" in out:
-        io.write_csv(result.table, out["table"])
+        io.write_csv(table, out["table"])
     cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3
                 if result.cord is not None else float("nan"))
-    table = result.table if "lesion" in job.masks else None
-    return _row(job.name, "ok", table, cord_mm3, time.perf_counter() - start)
+    return _row(job.name, "ok", table if "lesion" in job.masks else None, cord_mm3,
+                time.perf_counter() - start)
+
+
+def lesion_positions(table: pd.DataFrame, lesion, name: str, levels=None) -> pd.DataFrame:
+    """The lesion table with ``distance_from_top_mm``, ``chunk`` and (with a level map) the
+    level columns, joined on ``lesion_id`` (the same 26-connected labelling)."""
+    from msseg.levels import LEVEL_COLUMNS, distance_from_top, lesion_levels
+
+    chunk = re.search(r"_chunk-(\d+)", name)
+    extra = distance_from_top(lesion)
+    if levels is not None:
+        extra = extra.merge(lesion_levels(lesion, levels), on="lesion_id")
+    out = table.copy()
+    for column in extra.columns.drop("lesion_id"):
+        out[column] = (extra.set_index("lesion_id")[column].reindex(table["lesion_id"])
+                       .to_numpy() if len(table) else pd.Series(dtype=object))
+    out["chunk"] = int(chunk.group(1)) if chunk else pd.NA
+    if levels is not None:
+        out = out[[c for c in out.columns if c not in LEVEL_COLUMNS] + list(LEVEL_COLUMNS)]
+    return out
+
+
+def _write_sidecars(job: Job, out: dict[str, Path], plan) -> None:
+    threshold = job.options.threshold if job.options.threshold is not None else (
+        plan.threshold if plan is not None else None)
+    post = job.options.postprocess.to_dict() if job.options.postprocessing is not False \
+        else None
+    if post is not None and post.get("min_lesion_volume_mm3") is None and plan is not None:
+        post["min_lesion_volume_mm3"] = plan.min_lesion_volume_mm3
+    for key, path in out.items():
+        if key == "table":
+            continue
+        kind = "probseg" if key == "probability" else "mask"
+        output = job.soft_of if key == "probability" else key
+        body = bids.sidecar(job.image, job.raw_root, job.task, output, kind, threshold, post)
+        io.write_text(json.dumps(body, indent=1), path.parent / (
+            io.strip_nifti_suffix(path.name) + ".json"))
 
 
 def _skipped(job: Job) -> dict:
