@@ -45,6 +45,7 @@ from msseg.training.package import package_checkpoint
 from msseg.training.tuning import tune_postprocessing
 
 RUNS = {"train_on_07": "19", "train_on_19": "07", "both": None}
+LOSSES = {"dice_bce": "Dice + BCE", "wbce": "weighted BCE", "dice": "Dice"}
 BINS = (10.0, 50.0, 200.0)
 
 
@@ -110,8 +111,8 @@ def card(model: ModelFolder, table: pd.DataFrame, bins: pd.DataFrame, best: dict
   quantile-normalised to the training set's mean quantile function (stored in plan.json), a
   UNet++ decoder on a ResNet-18-style encoder (basic blocks [2, 2, 2, 2], widths
   {list(plan.filters[:4])}; the published ResNet-18's are 64–512; no pretrained weights),
-  {n_params / 1e6:.2f} M parameters ({size_mb:.1f} MB), weighted BCE (positive weight
-  {config.pos_weight}), Adam lr {config.learning_rate}, weight decay {config.weight_decay};
+  {n_params / 1e6:.2f} M parameters ({size_mb:.1f} MB), loss {LOSSES[config.loss]}
+  (published: weighted BCE), Adam lr {config.learning_rate}, weight decay {config.weight_decay};
   augmentation against scanner differences (bias field, gamma, contrast, noise, blur, lower
   resolution); half the slices centred on a lesion drawn uniformly (small lesions as often as
   large ones).

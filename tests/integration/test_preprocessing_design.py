@@ -114,8 +114,11 @@ def test_runner_trains_scores_resumes_and_summarises(cohort, tmp_path, monkeypat
     per_metric = stats[stats.metric == "dice"].test.value_counts().to_dict()
     assert per_metric == {"normality_dagostino_pearson": 4, "kruskal_wallis": 1,
                           "dunn_holm": 6, "wilcoxon_signed_rank": 2}
+    assert set(stats.metric) == {"dice", "nsd", "lesion_ppv", "lesion_f1", "count_error",
+                                 "cord_dice"}
     table = pd.read_csv(out / "table.csv")
     assert len(table) == 4 + 2 and set(table.reference) == {"chunks", "stitched"}
+    assert "cord_dice" in table.columns
     for name in ("detection.png", "raincloud_dice.png", "detection_by_chunk.csv",
                  "detection_by_volume.csv", "lesion_counts.csv", "table.md"):
         assert (out / name).stat().st_size > 0, name

@@ -3,7 +3,8 @@
 From the tidy results (one row per session × model × reference) and the per-lesion rows:
 
 * ``table.csv`` / ``table.md``: mean ± sd per model (variant × dims) and reference of lesion
-  Dice, NSD, lesion PPV, lesion F1 and |n_ref − n_pred|, as the paper's table;
+  Dice, NSD, lesion PPV, lesion F1 and |n_ref − n_pred|, as the paper's table, and cord Dice
+  (the region-based models' other output);
 * ``statistics.csv``: per metric, on the stacked-chunk references (the same cases for every
   model): D'Agostino–Pearson per model, Kruskal–Wallis over the models then Dunn with Holm, and
   Wilcoxon signed-rank 2D vs 3D per variant on the sessions both scored (Holm across variants);
@@ -31,7 +32,7 @@ from msseg.evaluation.holdout import markdown_table
 from msseg.evaluation.lesions import size_bin_index, size_bin_labels
 from msseg.statistics import COLUMNS, holm, kruskal_dunn, normality, raincloud, wilcoxon_paired
 
-TABLE_METRICS = ("dice", "nsd", "lesion_ppv", "lesion_f1", "count_error")
+TABLE_METRICS = ("dice", "nsd", "lesion_ppv", "lesion_f1", "count_error", "cord_dice")
 CHUNK_NAMES = {1: "cervical", 2: "thoracic", 3: "lumbar"}
 VOLUME_BINS_MM3 = (10.0, 50.0, 200.0)
 
