@@ -30,12 +30,13 @@ bench-env: $(BENCH)/.installed
 demo: $(STAMP)
 	$(BIN)/msseg demo
 
-# The QC page is tested in a real browser: Debian's chromium (installed when missing and
-# apt-get can run, i.e. as root; otherwise that one test is skipped with its reason).
+# The QC page is tested in a real browser: Debian's chromium and chromium-driver, driven by
+# Selenium (installed when missing and apt-get can run, i.e. as root; otherwise that one test
+# is skipped with its reason).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-	  >/dev/null) || echo "chromium not installed: the QC browser test will be skipped"; }
+	  chromium-driver >/dev/null) || echo "chromium not installed: the QC browser test will be skipped"; }
 
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks recipes
