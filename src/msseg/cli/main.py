@@ -20,6 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from msseg import __version__
 from msseg.cli import (
     centerline,
+    compare,
     dataset,
     demo,
     evaluate,
@@ -36,7 +37,7 @@ from msseg.cli import (
 from msseg.errors import MssegError
 
 SUBCOMMANDS = (segment, models, centerline, stitch, straighten, warp, normalize, evaluate,
-               stats, dataset, train, experiment, demo)
+               stats, compare, dataset, train, experiment, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
