@@ -20,13 +20,17 @@ def _box(mask, corner, size):
 def test_classify_known_changes_by_hand():
     base = np.zeros((40, 40, 40), np.uint8)
     follow = np.zeros_like(base)
-    _box(base, (2, 2, 2), (3, 3, 3)); _box(follow, (2, 2, 2), (3, 3, 3))        # stable 27
-    _box(base, (10, 2, 2), (3, 3, 3)); _box(follow, (10, 2, 2), (3, 3, 6))      # 27 -> 54
-    _box(base, (20, 2, 2), (4, 4, 4)); _box(follow, (20, 2, 2), (2, 2, 4))      # 64 -> 16
-    _box(base, (30, 2, 2), (3, 3, 3))                                           # resolved
+    pairs = [((2, 2, 2), (3, 3, 3), (3, 3, 3)),      # stable: 27 -> 27 voxels
+             ((10, 2, 2), (3, 3, 3), (3, 3, 6)),     # enlarging: 27 -> 54
+             ((20, 2, 2), (4, 4, 4), (2, 2, 4)),     # shrinking: 64 -> 16
+             ((30, 2, 2), (3, 3, 3), None),          # resolved
+             ((10, 20, 2), (3, 3, 3), (3, 3, 4))]    # +33%: stable
+    for corner, before, after in pairs:
+        _box(base, corner, before)
+        if after is not None:
+            _box(follow, corner, after)
     _box(follow, (2, 20, 20), (2, 2, 1))                                        # new, 4 voxels
     _box(follow, (30, 30, 30), (1, 1, 2))                                       # 2 voxels
-    _box(base, (10, 20, 2), (3, 3, 3)); _box(follow, (10, 20, 2), (3, 3, 4))    # 27 -> 36
     table, status = classify(base, follow, voxel_mm3=0.5)
     by_volume = {(r.volume_baseline_mm3, r.volume_followup_mm3): r.status
                  for r in table.itertuples()}
