@@ -16,7 +16,7 @@ A level map is either
 
 A lesion (26-connected component) gets the share of its voxels on each level's slices,
 ``vert_level`` = the level holding most of it (ties: the superior one), ``vert_level_name``
-(C3, T5, …) and ``level_shares`` (``C3:0.70;C4:0.30``). Without a level map the table has
+(C3, T5, …) and ``level_shares`` (``C3:0.70;C4:0.30``). With or without a level map the table has
 ``distance_from_top_mm``: the lesion centroid's distance below the most superior slice of the
 field of view, along the S–I voxel axis.
 """
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from msseg.errors import MssegError
-from msseg.image import Image
+from msseg.image import Image, si_axis
 from msseg.preprocess.orient import to_rpi
 
 POINT_MAX_VOXELS = 27
@@ -98,15 +98,18 @@ def lesion_levels(lesion: Image, levels: Image) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["lesion_id", *LEVEL_COLUMNS])
 
 
-def distance_from_top(lesion: Image) -> pd.DataFrame:
-    """One row per lesion: its centroid's distance (mm) below the most superior slice."""
-    labels = cc3d.connected_components(lesion.data > 0, connectivity=26)
-    rpi = to_rpi(lesion.with_data(labels))
-    top = rpi.shape[2] - 1
-    rows = [{"lesion_id": i,
-             "distance_from_top_mm": float(top - np.argwhere(rpi.data == i)[:, 2].mean())
-             * rpi.spacing[2]} for i in range(1, int(labels.max()) + 1)]
-    return pd.DataFrame(rows, columns=["lesion_id", "distance_from_top_mm"])
+def distance_from_top(table: pd.DataFrame, image: Image) -> np.ndarray:
+    """Per row of a lesion table (:func:`msseg.lesions.lesion_table`): the world centroid's
+    distance (mm) below the most superior slice of ``image``'s grid, along its S–I voxel axis
+    (no relabelling: the table's centroids)."""
+    if not len(table):
+        return np.zeros(0)
+    k = si_axis(image)
+    world = table[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy(float)
+    voxel = (np.linalg.inv(image.affine) @ np.column_stack([world, np.ones(len(world))]).T)[k]
+    superior_last = image.affine[2, k] > 0       # the index grows towards S
+    top = image.shape[k] - 1 if superior_last else 0
+    return np.abs(top - voxel) * image.spacing[k]
 
 
 def level_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

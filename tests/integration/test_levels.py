@@ -102,10 +102,13 @@ def test_distance_from_top_and_grid_check():
     data[1, 1, 8] = 1          # one slice below the top (slice 9), 2 mm slices -> 2 mm
     data[2, 2, 1:4] = 1        # centroid slice 2: 7 slices below the top -> 14 mm
     image = Image(data, np.diag([1.0, 1.0, 2.0, 1.0]))
-    table = distance_from_top(image)
-    assert sorted(table.distance_from_top_mm) == [2.0, 14.0]
-    sizes = lesion_table(image).set_index("lesion_id").volume_mm3     # the same lesion ids
-    assert table.set_index("lesion_id").distance_from_top_mm[sizes.idxmax()] == 14.0
+    table = lesion_table(image)
+    distance = dict(zip(table.volume_mm3, distance_from_top(table, image), strict=True))
+    assert distance == {2.0: pytest.approx(2.0), 6.0: pytest.approx(14.0)}
+    flipped = Image(data[:, :, ::-1].copy(), np.diag([1.0, 1.0, -2.0, 1.0]))   # S at index 0
+    table = lesion_table(flipped)
+    distance = dict(zip(table.volume_mm3, distance_from_top(table, flipped), strict=True))
+    assert distance == {2.0: pytest.approx(2.0), 6.0: pytest.approx(14.0)}
     with pytest.raises(MssegError, match="not on the image's grid"):
         lesion_levels(image, Image(np.ones((4, 4, 9), np.uint8), np.eye(4)))
     with pytest.raises(MssegError, match="empty"):

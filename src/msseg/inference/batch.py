@@ -196,21 +196,16 @@ def _segment(job: Job, image, start: float) -> dict:
 
 def lesion_positions(table: pd.DataFrame, lesion, name: str, levels=None) -> pd.DataFrame:
     """The lesion table with ``distance_from_top_mm``, ``chunk`` and (with a level map) the
-    level columns, joined on ``lesion_id`` (the same 26-connected labelling)."""
-    from msseg.levels import LEVEL_COLUMNS, distance_from_top, lesion_levels
+    level columns (joined on ``lesion_id``: the same 26-connected labelling)."""
+    from msseg.levels import distance_from_top, lesion_levels
 
     chunk = re.search(r"_chunk-(\d+)", name)
-    extra = distance_from_top(lesion)
-    if levels is not None:
-        extra = extra.merge(lesion_levels(lesion, levels), on="lesion_id")
-    out = table.copy()
-    for column in extra.columns.drop("lesion_id"):
-        out[column] = (extra.set_index("lesion_id")[column].reindex(table["lesion_id"])
-                       .to_numpy() if len(table) else pd.Series(dtype=object))
-    out["chunk"] = int(chunk.group(1)) if chunk else pd.NA
-    if levels is not None:
-        out = out[[c for c in out.columns if c not in LEVEL_COLUMNS] + list(LEVEL_COLUMNS)]
-    return out
+    out = table.assign(distance_from_top_mm=distance_from_top(table, lesion),
+                       chunk=int(chunk.group(1)) if chunk else pd.NA)
+    if levels is None or not len(out):
+        return out
+    found = lesion_levels(lesion, levels).set_index("lesion_id")
+    return out.join(found, on="lesion_id")
 
 
 def _write_sidecars(job: Job, out: dict[str, Path], plan) -> None:
