@@ -1,6 +1,7 @@
 """Leave-one-patient-out evaluation of the generalising brain FLAIR model, and its bundling.
 
-For each run (train_on_07, train_on_19, both; data from build_lopo.py, config_lopo.yaml):
+For each run under ROOT/runs (train_on_07[_*], train_on_19[_*], both; data from build_lopo.py,
+config_lopo.yaml; a suffix names a variant trained on the same data):
 1. the best checkpoint (chosen by validation lesion Dice on held-out insertions) is packaged;
 2. the probability threshold and minimum lesion volume are tuned on the same validation cases
    (msseg.training.tuning: mean (Dice + lesion F1) / 2) and written into the model's plan;
@@ -159,24 +160,27 @@ def main() -> None:
     parser.add_argument("--bundle", action="store_true")
     args = parser.parse_args()
     rows, bins, both = [], [], None
-    for name, patient in RUNS.items():
-        run = args.root / "runs" / name
-        if not (run / "checkpoint_best.pt").is_file():
-            print(f"{name}: not trained yet, skipped")
+    for run in sorted(p for p in (args.root / "runs").iterdir() if p.is_dir()):
+        data = next((d for d in RUNS if run.name == d or run.name.startswith(d + "_")), None)
+        if data is None or not (run / "checkpoint_best.pt").is_file():
+            print(f"{run.name}: not a LOPO run or not trained yet, skipped")
             continue
-        model, best, _ = tuned(run, args.root / name / "dataset.json")
-        print(f"{name}: threshold {best['threshold']:g}, min lesion volume "
+        patient = RUNS[data]
+        model, best, _ = tuned(run, args.root / data / "dataset.json")
+        print(f"{run.name}: threshold {best['threshold']:g}, min lesion volume "
               f"{best['min_lesion_volume_mm3']:g} mm³ (validation score {best['score']:.3f})")
         if patient is None:
-            both = (run, best)
+            both = (run, best) if run.name == "both" else both
             continue
-        record = load_index(args.root / name / "test.json")[0]
+        record = load_index(args.root / data / "test.json")[0]
         row, lesions = test(model, record)
-        base = {"trained on": f"patient {name[-2:]}", "tested on": f"real patient {patient}",
-                "threshold": best["threshold"],
+        config = model.config
+        base = {"run": run.name, "architecture": config.architecture, "loss": config.loss,
+                "trained on": f"patient {data[-2:]}", "tested on": f"real patient {patient}",
+                "epochs": len(pd.read_csv(run / "log.csv")), "threshold": best["threshold"],
                 "min_volume_mm3": best["min_lesion_volume_mm3"]}
         rows.append({**base, **row})
-        bins.append({"tested on": base["tested on"], **detection(lesions)})
+        bins.append({"run": run.name, "tested on": base["tested on"], **detection(lesions)})
     table, bin_table = pd.DataFrame(rows), pd.DataFrame(bins)
     table.to_csv(args.root / "lopo.csv", index=False)
     bin_table.to_csv(args.root / "detection.csv", index=False)
