@@ -42,6 +42,7 @@ from msseg.evaluation.lesions import (
 )
 from msseg.inference.segment import Segmenter, SegmentOptions
 from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 from msseg.training.tuning import tune_postprocessing
 
@@ -101,7 +102,7 @@ def detection(lesions: pd.DataFrame) -> dict:
 
 def card(model: ModelFolder, table: pd.DataFrame, bins: pd.DataFrame, best: dict,
          log: pd.DataFrame) -> str:
-    plan, config = model.plan, model.config
+    plan, config = model.plan, TrainConfig.from_yaml(model.path / "config.yaml")
     n_params = sum(v.numel() for v in torch.load(model.path / "model.pt").values())
     size_mb = (model.path / "model.pt").stat().st_size / 1e6
     title = "MS lesion segmentation on brain FLAIR (UNet++ on a ResNet-18-style encoder)"
@@ -174,7 +175,7 @@ def main() -> None:
             continue
         record = load_index(args.root / data / "test.json")[0]
         row, lesions = test(model, record)
-        config = model.config
+        config = TrainConfig.from_yaml(model.path / "config.yaml")
         base = {"run": run.name, "architecture": config.architecture, "loss": config.loss,
                 "trained on": f"patient {data[-2:]}", "tested on": f"real patient {patient}",
                 "epochs": len(pd.read_csv(run / "log.csv")), "threshold": best["threshold"],

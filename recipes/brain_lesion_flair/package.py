@@ -25,6 +25,7 @@ from msseg.evaluation.engine import EvalOptions, evaluate_masks
 from msseg.evaluation.holdout import markdown_table
 from msseg.inference.segment import Segmenter, SegmentOptions
 from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
 
@@ -50,7 +51,7 @@ def evaluate(model: ModelFolder, index: Path) -> pd.DataFrame:
 
 
 def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder) -> str:
-    plan, config = model.plan, model.config
+    plan, config = model.plan, TrainConfig.from_yaml(model.path / "config.yaml")
     n_params = sum(v.numel() for v in torch.load(model.path / "model.pt").values())
     size_mb = (model.path / "model.pt").stat().st_size / 1e6
     return f"""# brain_lesion_flair — MS lesion segmentation on brain FLAIR (2D UNet++)

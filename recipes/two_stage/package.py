@@ -25,6 +25,7 @@ from msseg import io
 from msseg.evaluation.holdout import evaluate_holdout, markdown_table
 from msseg.inference.segment import Segmenter
 from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
 RUNS = {"centerline": "cnn1", "sc_2stage": "sc", "lesion_2stage": "lesion"}
@@ -54,7 +55,7 @@ lower accuracy than the published model.""",
 
 
 def network_line(model: ModelFolder) -> str:
-    plan, config = model.plan, model.config
+    plan, config = model.plan, TrainConfig.from_yaml(model.path / "config.yaml")
     n_params = sum(v.numel() for v in torch.load(model.path / "model.pt").values())
     size_mb = (model.path / "model.pt").stat().st_size / 1e6
     return (f"{plan.architecture} ({plan.dims}D), filters {list(plan.filters)}, dropout "
