@@ -252,6 +252,17 @@ def test_qc_page_rating_with_real_key_presses(tiny_model, tmp_path):
                                                                   "section.scan")]
         assert shown == [False, False, True]
         assert browser.find_element(By.ID, "page").text == "page 2 / 2"
+        # a cohort of 2,000 scans: one page of 50 shown, the keys still page through it
+        many = pd.DataFrame({"scan": [f"sub-{i:04d}_T2w" for i in range(2000)],
+                             "status": "ok", "n_lesions": 0, "error": ""})
+        browser.get(write_index(tmp_path / "many", many, {}).as_uri())
+        sections = browser.find_elements(By.CSS_SELECTOR, "section.scan")
+        assert len(sections) == 2000
+        assert sum(s.is_displayed() for s in sections[:120]) == 50
+        ActionChains(browser).send_keys(Keys.ARROW_RIGHT).send_keys("2").perform()
+        assert browser.find_element(By.ID, "page").text == "page 2 / 40"
+        assert browser.find_element(By.ID, "counts").text.startswith("pass 0 · fail 1")
+        assert sections[50].find_element(By.CLASS_NAME, "rating").text == "fail"
     finally:
         browser.quit()
 
