@@ -39,7 +39,8 @@ CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_manual_segmentation", "_sc_se
                  "_seg")
 LESION_SUFFIXES = ("_label-lesion_seg", "_lesion-manual", "_lesion_seg", "_lesionseg")
 OTHER_LABEL_SUFFIXES = ("_labels-disc-manual", "_labels", "_centerline-manual", "_gmseg_manual",
-                        "_gmseg", "_seg-manual_labeled", "_probseg")
+                        "_gmseg", "_labeled", "_levels", "_labels-disc", "_label-disc",
+                        "_probseg")   # _labeled, _levels, _label(s)-disc: level maps (--levels)
 BIDS_CONTRASTS = {"T2w": "T2w", "T2starw": "T2starw", "T2star": "T2starw", "T1w": "T1w",
                   "PSIR": "PSIR", "STIR": "STIR", "UNIT1": "UNIT1", "MTS": "MTS", "FLAIR": "FLAIR",
                   "T2w-sag": "T2w", "acq-sag_T2w": "T2w"}
