@@ -35,7 +35,12 @@ from msseg import bids, io
 from msseg.data.index import is_mask_name
 from msseg.errors import MssegError
 from msseg.inference import records
-from msseg.inference.segment import SegmentOptions, make_segmenter
+from msseg.inference.segment import (
+    SegmentOptions,
+    make_segmenter,
+    model_threshold,
+    postprocess_config,
+)
 from msseg.models.registry import open_model
 
 BIDS_LABEL = {"cord": "SC", "lesion": "lesion"}
@@ -209,12 +214,9 @@ def lesion_positions(table: pd.DataFrame, lesion, name: str, levels=None) -> pd.
 
 
 def _write_sidecars(job: Job, out: dict[str, Path], plan) -> None:
-    threshold = job.options.threshold if job.options.threshold is not None else (
-        plan.threshold if plan is not None else None)
-    post = job.options.postprocess.to_dict() if job.options.postprocessing is not False \
-        else None
-    if post is not None and post.get("min_lesion_volume_mm3") is None and plan is not None:
-        post["min_lesion_volume_mm3"] = plan.min_lesion_volume_mm3
+    threshold = model_threshold(job.options, plan)
+    post = postprocess_config(job.options, plan)
+    post = post.to_dict() if post is not None else None
     for key, path in out.items():
         if key == "table":
             continue

@@ -177,22 +177,39 @@ def finish(image: Image, probabilities: dict[str, np.ndarray], masks: dict[str, 
 
 
 def finish_probabilities(image: Image, probabilities: dict[str, np.ndarray],
-                         options: SegmentOptions, start: float, line=None) -> SegmentResult:
+                         options: SegmentOptions, start: float, line=None,
+                         plan=None) -> SegmentResult:
     """Native-space probability maps -> thresholded, post-processed (unless
-    ``postprocessing`` is False) result, timed from ``start``."""
-    threshold = 0.5 if options.threshold is None else options.threshold
+    ``postprocessing`` is False) result, timed from ``start``; ``plan``: the model's, whose
+    threshold and minimum lesion volume apply where the options leave them open."""
+    threshold = model_threshold(options, plan)
     masks = {key: threshold_mask(p, threshold) for key, p in probabilities.items()}
-    config = options.postprocess if options.postprocessing is not False else None
-    mask_images, prob_images, table = finish(image, probabilities, masks, config)
+    mask_images, prob_images, table = finish(image, probabilities, masks,
+                                             postprocess_config(options, plan))
     return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
                          None, line)
 
 
+def model_threshold(options: SegmentOptions, plan=None) -> float:
+    """``--threshold`` if given, else the model's own (its plan's; 0.5 without one)."""
+    if options.threshold is not None:
+        return options.threshold
+    return getattr(plan, "threshold", 0.5)
+
+
 def model_postprocess(config: PostprocessConfig, plan) -> PostprocessConfig:
     """``config`` with the model's own minimum lesion volume where it leaves it open."""
-    if config.min_lesion_volume_mm3 is None and plan.min_lesion_volume_mm3 is not None:
-        return replace(config, min_lesion_volume_mm3=plan.min_lesion_volume_mm3)
+    own = getattr(plan, "min_lesion_volume_mm3", None)
+    if config.min_lesion_volume_mm3 is None and own is not None:
+        return replace(config, min_lesion_volume_mm3=own)
     return config
+
+
+def postprocess_config(options: SegmentOptions, plan=None) -> PostprocessConfig | None:
+    """The post-processing a run applies (None: ``postprocessing`` is False)."""
+    if options.postprocessing is False:
+        return None
+    return model_postprocess(options.postprocess, plan)
 
 
 def threshold_mask(p: np.ndarray, threshold: float) -> np.ndarray:
@@ -352,16 +369,14 @@ class Segmenter:
         crop_box = None if roi is None else _bounding_box(roi)
         del work, roi, core   # the network grid's volume is not needed any more
         order = BACK_ORDER[self.plan.frame]
-        threshold = (self.plan.threshold if self.options.threshold is None
-                     else self.options.threshold)
+        threshold = model_threshold(self.options, self.plan)
         probabilities, masks = {}, {}
         for region, p in zip(self.plan.regions, prob, strict=True):
             probabilities[region] = to_native(Image(p, affine), rpi, image, order).data
             masks[region] = threshold_mask(probabilities[region], threshold)
         del prob
-        config = (model_postprocess(self.options.postprocess, self.plan)
-                  if self.options.postprocessing is not False else None)
-        mask_images, prob_images, table = finish(image, probabilities, masks, config)
+        mask_images, prob_images, table = finish(image, probabilities, masks,
+                                                 postprocess_config(self.options, self.plan))
         return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
                              crop_box, line)
 
@@ -478,7 +493,8 @@ class StraightSegmenter:
         inner = self.inner.segment(straight, name)
         probabilities = {key: st.unstraighten(p, geometry, image, 1)
                          for key, p in inner.probabilities.items()}
-        return finish_probabilities(image, probabilities, self.options, start, line)
+        return finish_probabilities(image, probabilities, self.options, start, line,
+                                    getattr(self.inner, "plan", None))
 
 
 class EnsembleSegmenter:
