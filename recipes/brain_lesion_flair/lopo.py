@@ -23,16 +23,16 @@ import argparse
 import datetime
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from package import score_record
 
 from msseg import io
 from msseg.data.index import load_index
-from msseg.evaluation.engine import EvalOptions, evaluate_masks
+from msseg.evaluation.engine import EvalOptions
 from msseg.evaluation.holdout import markdown_table
 from msseg.evaluation.lesions import (
     lesion_scores,
@@ -68,23 +68,15 @@ def tuned(run: Path, index: Path) -> tuple[ModelFolder, dict, pd.DataFrame]:
 
 
 def test(model: ModelFolder, record) -> tuple[dict, pd.DataFrame]:
-    segmenter = Segmenter(model, SegmentOptions(crop=False))
-    image = io.load(record.image)
-    start = time.perf_counter()
-    pred = segmenter.segment(image, record.image)
-    seconds = time.perf_counter() - start
-    ref = io.load(record.lesion).data > 0
-    metrics, lesions = evaluate_masks(pred.lesion.data > 0, ref, image.spacing, EvalOptions())
-    row = {k: metrics[k] for k in ("dice", "lesion_f1", "lesion_ppv", "lesion_sensitivity",
-                                   "n_ref_lesions", "n_pred_lesions")}
+    """package.py's scores of the test record, plus lesion F1 with the symmetric rule."""
+    row, lesions, pred = score_record(Segmenter(model, SegmentOptions(crop=False)), record)
     options = EvalOptions()
-    strict = lesion_scores(match_lesions(pred.lesion.data > 0, ref, options.overlap,
-                                         options.connectivity, "symmetric"))
+    strict = lesion_scores(match_lesions(pred, io.load(record.lesion).data > 0,
+                                         options.overlap, options.connectivity, "symmetric"))
+    columns = list(row)
     row["lesion_f1_symmetric"] = strict["lesion_f1"]
-    row["ref_volume_ml"] = ref.sum() * image.voxel_volume_mm3 / 1000
-    row["pred_volume_ml"] = (pred.lesion.data > 0).sum() * image.voxel_volume_mm3 / 1000
-    row["seconds"] = seconds
-    return row, pd.DataFrame(lesions)
+    order = [*columns[:6], "lesion_f1_symmetric", *columns[6:]]   # as before: after the counts
+    return {k: row[k] for k in order}, pd.DataFrame(lesions)
 
 
 def detection(lesions: pd.DataFrame) -> dict:

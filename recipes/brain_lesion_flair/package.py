@@ -16,6 +16,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -29,25 +30,27 @@ from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
 
+def score_record(segmenter: Segmenter, record) -> tuple[dict, list[dict], np.ndarray]:
+    """Segment a record's image through the `msseg segment` pipeline and score its lesion
+    mask: (metrics row, per-lesion rows, predicted mask)."""
+    image = io.load(record.image)
+    start = time.perf_counter()
+    pred = segmenter.segment(image, record.image).lesion.data > 0
+    seconds = time.perf_counter() - start
+    ref = io.load(record.lesion).data > 0
+    metrics, lesions = evaluate_masks(pred, ref, image.spacing, EvalOptions())
+    row = {k: metrics[k] for k in ("dice", "lesion_f1", "lesion_ppv", "lesion_sensitivity",
+                                   "n_ref_lesions", "n_pred_lesions")}
+    row["ref_volume_ml"] = ref.sum() * image.voxel_volume_mm3 / 1000
+    row["pred_volume_ml"] = pred.sum() * image.voxel_volume_mm3 / 1000
+    row["seconds"] = seconds
+    return row, lesions, pred
+
+
 def evaluate(model: ModelFolder, index: Path) -> pd.DataFrame:
     segmenter = Segmenter(model, SegmentOptions(crop=False))
-    rows = []
-    for record in (r for r in load_index(index) if r.fold == 0):
-        image = io.load(record.image)
-        start = time.perf_counter()
-        pred = segmenter.segment(image, record.image)
-        seconds = time.perf_counter() - start
-        ref = io.load(record.lesion).data > 0
-        metrics, _ = evaluate_masks(pred.lesion.data > 0, ref, image.spacing, EvalOptions())
-        rows.append({"image": Path(record.image).name, "dice": metrics["dice"],
-                     "lesion_f1": metrics["lesion_f1"], "lesion_ppv": metrics["lesion_ppv"],
-                     "lesion_sensitivity": metrics["lesion_sensitivity"],
-                     "n_ref_lesions": metrics["n_ref_lesions"],
-                     "n_pred_lesions": metrics["n_pred_lesions"],
-                     "ref_volume_ml": ref.sum() * image.voxel_volume_mm3 / 1000,
-                     "pred_volume_ml": (pred.lesion.data > 0).sum() * image.voxel_volume_mm3
-                     / 1000, "seconds": seconds})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"image": Path(r.image).name, **score_record(segmenter, r)[0]}
+                         for r in load_index(index) if r.fold == 0])
 
 
 def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder) -> str:
