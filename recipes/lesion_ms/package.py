@@ -114,6 +114,9 @@ def card(rows: pd.DataFrame, name: str, model: ModelFolder, log: pd.DataFrame) -
 
 ## Held-out results (through `msseg segment`'s pipeline)
 
+Every model at threshold 0.5 with lesions under 3 mm³ removed, as trained; the bundled model's
+own threshold and minimum lesion volume, tuned on other images, are in the last section.
+
 Lesion Dice per contrast (images with lesions; mean), every regime and the existing models:
 
 {markdown_table(per.reset_index())}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lesion_ms experiment end to end (from the repository root): data, the pretrained starting
 # point, the three regimes with the same budget and seed, the comparison on held-out data, then
-# the best regime bundled as the task lesion_ms.
+# the best regime bundled as the task lesion_ms, its post-processing tuned on images of their own.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 MSSEG=${MSSEG:-.venv/bin/msseg}
@@ -11,3 +11,4 @@ for run in pretrain baseline sampling finetune; do
 done
 "$PY" recipes/lesion_ms/compare.py
 "$PY" recipes/lesion_ms/package.py
+"$PY" recipes/lesion_ms/tune.py   # threshold + minimum lesion volume, on images of its own

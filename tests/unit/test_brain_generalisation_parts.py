@@ -136,14 +136,82 @@ def test_segmenter_applies_the_plans_threshold_and_min_volume(tiny_model, tmp_pa
     image = io.load(images[0])
     off = SegmentOptions(crop=False, postprocessing=False, backend="torch")
     result = Segmenter(open_model(tuned), off).segment(image)
+    # the tuned threshold is the lesion map's; the cord keeps 0.5
     for name, mask in result.masks.items():
-        np.testing.assert_array_equal(mask.data > 0, result.probabilities[name].data >= 0.3)
-    assert (result.probabilities["cord"].data >= 0.3).sum() > (
-        result.probabilities["cord"].data >= 0.5).sum()      # 0.3 is not 0.5 here
-    explicit = Segmenter(open_model(tuned), replace(off, threshold=0.5)).segment(image)
-    np.testing.assert_array_equal(explicit.masks["cord"].data > 0,
-                                  explicit.probabilities["cord"].data >= 0.5)
+        own = 0.3 if name == "lesion" else 0.5
+        np.testing.assert_array_equal(mask.data > 0, result.probabilities[name].data >= own)
+    assert (result.probabilities["lesion"].data >= 0.3).sum() > (
+        result.probabilities["lesion"].data >= 0.5).sum()      # 0.3 is not 0.5 here
+    explicit = Segmenter(open_model(tuned), replace(off, threshold=0.4)).segment(image)
+    for name, mask in explicit.masks.items():      # --threshold: every map
+        np.testing.assert_array_equal(mask.data > 0, explicit.probabilities[name].data >= 0.4)
     plan = replace(open_model(tuned).plan, min_lesion_volume_mm3=12.0)
     assert model_postprocess(PostprocessConfig(), plan).min_lesion_volume_mm3 == 12.0
     given = PostprocessConfig(min_lesion_volume_mm3=1.0)
     assert model_postprocess(given, plan).min_lesion_volume_mm3 == 1.0
+
+
+def _cord_case(rng):
+    """Smooth random cord and lesion probability maps on an anisotropic grid, and a reference."""
+    from scipy import ndimage
+    shape, spacing = (40, 36, 12), (0.5, 0.5, 3.0)
+    cord = np.zeros(shape, np.float32)
+    cord[14:26, 12:24, :6] = 0.9
+    cord[14:26, 12:24, 6:] = 0.55                  # cord at 0.5 whatever the lesion threshold
+    cord[2:4, 2:4, 2:4] = 0.8                      # a stray second "cord" component
+    lesion = ndimage.gaussian_filter(rng.random(shape), 1.5).astype(np.float32)
+    lesion = (lesion - lesion.min()) / (lesion.max() - lesion.min())
+    reference = lesion > 0.7
+    return lesion, reference, spacing, cord
+
+
+def test_tuning_post_processes_as_segment_does_for_a_cord_model():
+    """For a model with a cord, tuning scores exactly the lesion masks `segment` writes with
+    the pair in the model's plan (the lesion map at the tuned threshold, the cord at 0.5;
+    largest cord component, lesions within 2 mm of it, small ones removed), also after
+    cutting every case to its box."""
+    from msseg.image import Image
+    from msseg.inference.segment import SegmentOptions, finish_probabilities
+    from msseg.training.tuning import predicted_lesions
+
+    lesion, reference, spacing, cord = _cord_case(np.random.default_rng(3))
+    image = Image(np.zeros(lesion.shape, np.float32), np.diag([*spacing, 1.0]))
+    base = Plan(2, (0.5, 0.5), (32, 32), ((3, 3),), ((1, 1),), (8, 16))
+    for threshold, volume in ((0.3, 0.0), (0.5, 3.0), (0.6, 10.0)):
+        plan = base.replace(threshold=threshold, min_lesion_volume_mm3=volume)
+        result = finish_probabilities(image, {"cord": cord, "lesion": lesion}, SegmentOptions(),
+                                      0.0, plan=plan)
+        ours = predicted_lesions(lesion, spacing, threshold, volume, cord)
+        np.testing.assert_array_equal(ours, result.masks["lesion"].data > 0)
+        whole_cord = np.zeros(cord.shape, bool)
+        whole_cord[14:26, 12:24, :] = True        # 0.9 and 0.55 parts; stray 0.8 one gone
+        np.testing.assert_array_equal(result.masks["cord"].data > 0, whole_cord)
+        # lesions only within 2 mm (4 voxels) of the cord x 14:26, y 12:24 (stray one gone)
+        assert ours.any() and not ours[:, :8].any() and not ours[:10].any()
+    _, table = tune_postprocessing([(lesion, reference, spacing, cord)],
+                                   thresholds=(0.3, 0.5), min_volumes_mm3=(0.0, 10.0))
+    for row in table.itertuples():
+        direct = score_pair(lesion, reference, spacing, row.threshold,
+                            row.min_lesion_volume_mm3, cord)
+        assert row.dice == pytest.approx(direct["dice"])
+        assert row.lesion_f1 == pytest.approx(direct["lesion_f1"])
+
+
+def test_lesion_free_validation_cases_reward_predicting_nothing():
+    """A lesion-free case scores 1 when nothing survives post-processing, 0 otherwise: a
+    5 mm³ false positive is what the minimum volume removes."""
+    spacing = (1.0, 1.0, 1.0)
+    cord = np.zeros((20, 20, 20), np.float32)
+    cord[5:15, 5:15, :] = 1.0
+    prob = np.zeros_like(cord)
+    prob[8:9, 8:10, 8:11] = 0.9                     # 6 voxels = 6 mm³ inside the cord
+    free = np.zeros(cord.shape, bool)
+    best, table = tune_postprocessing([(prob, free, spacing, cord)],
+                                      thresholds=(0.5,), min_volumes_mm3=(0.0, 5.0, 10.0))
+    assert table.score.tolist() == [0.0, 0.0, 1.0]
+    assert best["min_lesion_volume_mm3"] == 10.0
+    # far from the cord the same blob is removed by the restriction alone
+    away = np.zeros_like(cord)
+    away[1:2, 1:3, 8:11] = 0.9
+    assert score_pair(away, free, spacing, 0.5, 0.0, cord)["dice"] == 1.0
+    assert score_pair(away, free, spacing, 0.5, 0.0)["dice"] == 0.0    # no cord: kept

@@ -50,8 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="test-time mirroring (msseg models: "
                    "left-right; nnU-Net folders: nnU-Net's mirroring axes)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="probability threshold (default: the model's own, 0.5 unless its card "
-                        "says otherwise; nnU-Net region models: > 0.5)")
+                   help="probability threshold of every map (default: 0.5, and for the "
+                        "lesion map the model's own tuned one where its card gives it; "
+                        "nnU-Net region models: > 0.5)")
     post = p.add_mutually_exclusive_group()
     post.add_argument("--postprocess", dest="postprocessing", action="store_true",
                       default=None, help="post-process (default for msseg models)")

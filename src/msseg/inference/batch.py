@@ -214,7 +214,6 @@ def lesion_positions(table: pd.DataFrame, lesion, name: str, levels=None) -> pd.
 
 
 def _write_sidecars(job: Job, out: dict[str, Path], plan) -> None:
-    threshold = model_threshold(job.options, plan)
     post = postprocess_config(job.options, plan)
     post = post.to_dict() if post is not None else None
     for key, path in out.items():
@@ -222,7 +221,8 @@ def _write_sidecars(job: Job, out: dict[str, Path], plan) -> None:
             continue
         kind = "probseg" if key == "probability" else "mask"
         output = job.soft_of if key == "probability" else key
-        body = bids.sidecar(job.image, job.raw_root, job.task, output, kind, threshold, post)
+        body = bids.sidecar(job.image, job.raw_root, job.task, output, kind,
+                            model_threshold(job.options, plan, output), post)
         io.write_text(json.dumps(body, indent=1), path.parent / (
             io.strip_nifti_suffix(path.name) + ".json"))
 

@@ -182,19 +182,20 @@ def finish_probabilities(image: Image, probabilities: dict[str, np.ndarray],
     """Native-space probability maps -> thresholded, post-processed (unless
     ``postprocessing`` is False) result, timed from ``start``; ``plan``: the model's, whose
     threshold and minimum lesion volume apply where the options leave them open."""
-    threshold = model_threshold(options, plan)
-    masks = {key: threshold_mask(p, threshold) for key, p in probabilities.items()}
+    masks = {key: threshold_mask(p, model_threshold(options, plan, key))
+             for key, p in probabilities.items()}
     mask_images, prob_images, table = finish(image, probabilities, masks,
                                              postprocess_config(options, plan))
     return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
                          None, line)
 
 
-def model_threshold(options: SegmentOptions, plan=None) -> float:
-    """``--threshold`` if given, else the model's own (its plan's; 0.5 without one)."""
+def model_threshold(options: SegmentOptions, plan=None, region: str = "lesion") -> float:
+    """``--threshold`` if given (every map), else for the lesion map the model's own (its
+    plan's, tuned on lesions; 0.5 without one) and 0.5 for every other map."""
     if options.threshold is not None:
         return options.threshold
-    return getattr(plan, "threshold", 0.5)
+    return getattr(plan, "threshold", 0.5) if region == "lesion" else 0.5
 
 
 def model_postprocess(config: PostprocessConfig, plan) -> PostprocessConfig:
@@ -369,11 +370,11 @@ class Segmenter:
         crop_box = None if roi is None else _bounding_box(roi)
         del work, roi, core   # the network grid's volume is not needed any more
         order = BACK_ORDER[self.plan.frame]
-        threshold = model_threshold(self.options, self.plan)
         probabilities, masks = {}, {}
         for region, p in zip(self.plan.regions, prob, strict=True):
             probabilities[region] = to_native(Image(p, affine), rpi, image, order).data
-            masks[region] = threshold_mask(probabilities[region], threshold)
+            masks[region] = threshold_mask(probabilities[region],
+                                           model_threshold(self.options, self.plan, region))
         del prob
         mask_images, prob_images, table = finish(image, probabilities, masks,
                                                  postprocess_config(self.options, self.plan))

@@ -37,7 +37,8 @@ class Plan:
     intensity: dict[str, Any] = field(default_factory=dict)  # learnt landmarks / statistics
     frame: str = "image"                    # one of FRAMES
     orientation: str = SCT_RPI              # voxel order of the network grid (axis 2 = S-I)
-    threshold: float = 0.5                  # probability threshold (tuned on validation)
+    threshold: float = 0.5                  # lesion probability threshold (tuned on
+    #                                         validation; other maps: 0.5)
     min_lesion_volume_mm3: float | None = None  # None: post-processing's default
 
     def __post_init__(self) -> None:
