@@ -96,6 +96,21 @@ def test_msseg_normalize_quantile_template_and_errors(tmp_path, capsys):
     assert main(["normalize", "-i", str(tmp_path / "f.nii.gz"), "-o",
                  str(tmp_path / "m.nii.gz"), "--method", "zscore"]) == 1
     assert "exists" in capsys.readouterr().err
+    # default: the brain FLAIR template msseg ships (the first bundled model's), exactly
+    from msseg.cli.normalize import DEFAULT_TEMPLATE
+    from msseg.preprocess import intensity
+
+    assert main(["normalize", "-i", str(tmp_path / "f.nii.gz"), "-o",
+                 str(tmp_path / "d.nii.gz")]) == 0
+    shipped = json.loads(DEFAULT_TEMPLATE.read_text())["values"]
+    assert len(shipped) == 101 and shipped == sorted(shipped)
+    np.testing.assert_allclose(io.load(tmp_path / "d.nii.gz").data,
+                               intensity.apply_quantile(flair, shipped, None), rtol=1e-6)
+    # a model trained with another normalisation has no template: one line, nothing written
+    assert main(["normalize", "-i", str(tmp_path / "f.nii.gz"), "-o",
+                 str(tmp_path / "x.nii.gz"), "--model", "brain_lesion_flair"]) == 1
+    assert "minmax normalisation, not quantile" in capsys.readouterr().err
+    assert not (tmp_path / "x.nii.gz").exists()
     (tmp_path / "bad.json").write_text("[1, 2]")
     assert main(["normalize", "-i", str(tmp_path / "f.nii.gz"), "-o", str(tmp_path / "b.nii.gz"),
                  "--template", str(tmp_path / "bad.json")]) == 1

@@ -5,8 +5,10 @@ default the non-zero voxels; voxels outside keep their value, so a zero backgrou
 
 * ``quantile``: the image's 0..100th percentiles mapped piecewise-linearly onto a template
   quantile function — the mean quantile function of a model's training images, stored in the
-  model's ``plan.json`` (``--model``, default the bundled ``brain_lesion_flair``), or a JSON
-  list of 101 values (``--template``);
+  model's ``plan.json`` (``--model``), or a JSON list of 101 values (``--template``); by default
+  the template of brain FLAIR that msseg ships (``msseg/preprocess/
+  brain_flair_quantile_template.json``: the training images of the first bundled
+  ``brain_lesion_flair``, 3D-MR-MS patient 07);
 * ``nyul``: Nyúl & Udupa standardisation onto a model's learnt landmarks (``--model``);
 * ``zscore``: (x − mean) / std; ``minmax``: linear onto [0, 1].
 
@@ -27,7 +29,8 @@ from msseg.errors import MssegError
 from msseg.preprocess import intensity
 
 METHODS = ("quantile", "zscore", "minmax", "nyul")
-DEFAULT_MODEL = {"quantile": "brain_lesion_flair", "nyul": "sc_2stage"}
+DEFAULT_MODEL = {"nyul": "sc_2stage"}
+DEFAULT_TEMPLATE = Path(__file__).parents[1] / "preprocess" / "brain_flair_quantile_template.json"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,14 +71,8 @@ def normalize_array(data: np.ndarray, method: str, mask, model: str | None,
         return intensity.zscore_masked(data, mask)
     if method == "minmax":
         return intensity.minmax(data, mask)
-    if method == "quantile" and template is not None:
-        try:
-            values = json.loads(template.read_text())
-        except (OSError, ValueError) as exc:
-            raise MssegError(f"{template}: not a JSON list ({exc})") from exc
-        if not isinstance(values, list) or len(values) != len(intensity.QUANTILE_PERCENTILES):
-            raise MssegError(f"{template}: need {len(intensity.QUANTILE_PERCENTILES)} values")
-        return intensity.apply_quantile(data, values, mask)
+    if method == "quantile" and (template is not None or model is None):
+        return intensity.apply_quantile(data, read_template(template or DEFAULT_TEMPLATE), mask)
     from msseg.models.registry import find_model
 
     plan = find_model(model or DEFAULT_MODEL[method]).plan
@@ -85,3 +82,16 @@ def normalize_array(data: np.ndarray, method: str, mask, model: str | None,
     if method == "quantile":
         return intensity.apply_quantile(data, plan.intensity["template"], mask)
     return intensity.apply_nyul(data, plan.intensity["landmarks"], mask)
+
+
+def read_template(template: Path) -> list[float]:
+    """A quantile template: a JSON list of 101 values, or an object whose ``values`` is one."""
+    try:
+        values = json.loads(template.read_text())
+    except (OSError, ValueError) as exc:
+        raise MssegError(f"{template}: not a JSON list ({exc})") from exc
+    if isinstance(values, dict):
+        values = values.get("values")
+    if not isinstance(values, list) or len(values) != len(intensity.QUANTILE_PERCENTILES):
+        raise MssegError(f"{template}: need {len(intensity.QUANTILE_PERCENTILES)} values")
+    return values
