@@ -30,6 +30,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from build_data import record, synthetic_cases
 
@@ -84,7 +85,7 @@ def probabilities(index: Path) -> list[tuple]:
         image = io.load(rec.image)
         maps = segmenter.segment(image, rec.image).probabilities
         reference = (io.load(rec.lesion).data > 0 if rec.lesion
-                     else (maps["lesion"].data < 0))        # lesion-free: all False
+                     else np.zeros(image.shape, bool))      # lesion-free
         cases.append((maps["lesion"].data, reference, image.spacing, maps["cord"].data))
         print(f"{Path(rec.image).name}: {'lesions' if rec.lesion else 'lesion-free'}",
               flush=True)

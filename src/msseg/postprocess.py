@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 MIN_LESION_VOLUME_MM3 = 3.0
+THRESHOLD = 0.5   # probability threshold of every map a model's plan does not tune
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from msseg.errors import MssegError
 from msseg.image import Image, bounding_box, spacing_from_affine, union_bounding_box
 from msseg.lesions import lesion_table
 from msseg.models.registry import Model, ModelFolder
-from msseg.postprocess import PostprocessConfig, postprocess
+from msseg.postprocess import THRESHOLD, PostprocessConfig, postprocess
 from msseg.preprocess.orient import reorient_like, to_rpi
 from msseg.preprocess.pipeline import preprocess_image, to_native, tube_box
 from msseg.preprocess.tube import Tube, centres_on_grid
@@ -182,12 +182,18 @@ def finish_probabilities(image: Image, probabilities: dict[str, np.ndarray],
     """Native-space probability maps -> thresholded, post-processed (unless
     ``postprocessing`` is False) result, timed from ``start``; ``plan``: the model's, whose
     threshold and minimum lesion volume apply where the options leave them open."""
-    masks = {key: threshold_mask(p, model_threshold(options, plan, key))
-             for key, p in probabilities.items()}
-    mask_images, prob_images, table = finish(image, probabilities, masks,
+    mask_images, prob_images, table = finish(image, probabilities,
+                                             threshold_maps(probabilities, options, plan),
                                              postprocess_config(options, plan))
     return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
                          None, line)
+
+
+def threshold_maps(probabilities: dict[str, np.ndarray], options: SegmentOptions,
+                   plan=None) -> dict[str, np.ndarray]:
+    """Each map thresholded at its own threshold (:func:`model_threshold`)."""
+    return {key: threshold_mask(p, model_threshold(options, plan, key))
+            for key, p in probabilities.items()}
 
 
 def model_threshold(options: SegmentOptions, plan=None, region: str = "lesion") -> float:
@@ -195,7 +201,7 @@ def model_threshold(options: SegmentOptions, plan=None, region: str = "lesion") 
     plan's, tuned on lesions; 0.5 without one) and 0.5 for every other map."""
     if options.threshold is not None:
         return options.threshold
-    return getattr(plan, "threshold", 0.5) if region == "lesion" else 0.5
+    return getattr(plan, "threshold", THRESHOLD) if region == "lesion" else THRESHOLD
 
 
 def model_postprocess(config: PostprocessConfig, plan) -> PostprocessConfig:
@@ -370,14 +376,12 @@ class Segmenter:
         crop_box = None if roi is None else _bounding_box(roi)
         del work, roi, core   # the network grid's volume is not needed any more
         order = BACK_ORDER[self.plan.frame]
-        probabilities, masks = {}, {}
-        for region, p in zip(self.plan.regions, prob, strict=True):
-            probabilities[region] = to_native(Image(p, affine), rpi, image, order).data
-            masks[region] = threshold_mask(probabilities[region],
-                                           model_threshold(self.options, self.plan, region))
+        probabilities = {region: to_native(Image(p, affine), rpi, image, order).data
+                         for region, p in zip(self.plan.regions, prob, strict=True)}
         del prob
-        mask_images, prob_images, table = finish(image, probabilities, masks,
-                                                 postprocess_config(self.options, self.plan))
+        mask_images, prob_images, table = finish(
+            image, probabilities, threshold_maps(probabilities, self.options, self.plan),
+            postprocess_config(self.options, self.plan))
         return SegmentResult(mask_images, prob_images, table, time.perf_counter() - start,
                              crop_box, line)
 

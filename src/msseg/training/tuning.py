@@ -30,11 +30,10 @@ from msseg.evaluation.engine import EvalOptions
 from msseg.evaluation.lesions import lesion_scores, match_lesions
 from msseg.evaluation.voxel import dice
 from msseg.image import union_bounding_box
-from msseg.postprocess import PostprocessConfig, postprocess
+from msseg.postprocess import THRESHOLD, PostprocessConfig, postprocess
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_VOLUMES_MM3 = (0.0, 3.0, 5.0, 10.0, 20.0)
-CORD_THRESHOLD = 0.5   # the tuned threshold is the lesion map's; the cord keeps 0.5
 
 
 def score_pair(probability: np.ndarray, reference: np.ndarray, spacing: Sequence[float],
@@ -60,7 +59,7 @@ def predicted_lesions(probability: np.ndarray, spacing: Sequence[float], thresho
     config = PostprocessConfig(min_lesion_volume_mm3=min_volume_mm3,
                                largest_cord_component=has_cord,
                                restrict_lesions_to_cord=has_cord)
-    cord = (cord_probability >= CORD_THRESHOLD if has_cord
+    cord = (cord_probability >= THRESHOLD if has_cord   # tuned: the lesion map's only
             else np.zeros(np.shape(probability), bool))
     return postprocess(cord, probability >= threshold, spacing, config)[1]
 
