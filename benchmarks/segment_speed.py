@@ -22,8 +22,12 @@ Each run is a fresh process; its peak RSS is read from ``wait4``. Prints medians
 extras: in ``.venv``, nnunetv2's dicom2nifti brings pydicom, which nibabel imports at every
 start, 0.1 s).
 
+``--model`` (repeatable) names the bundled model or model folder segmented with; every model
+given is timed on both inputs, the peer ratio is against the first (e.g. the bundled model and
+the folder of the one it replaced, measured in the same run).
+
 Run: .venv/bin/python benchmarks/segment_speed.py [--repeats 5] [--peer-repeats 1]
-     [--msseg .venv-bench/bin/msseg]
+     [--msseg .venv-bench/bin/msseg] [--model lesion_ms_axial_t2 --model OLD_FOLDER]
 """
 
 from __future__ import annotations
@@ -132,6 +136,8 @@ def main() -> None:
     parser.add_argument("--peer-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="msseg --threads (0: cores)")
     parser.add_argument("--skip", default="", help="comma list of: peer, whole")
+    parser.add_argument("--model", action="append", help="model name or folder (repeatable; "
+                        "default lesion_ms_axial_t2)")
     parser.add_argument("--msseg", default=str(Path(sys.executable).with_name("msseg")),
                         help="the msseg command to measure (e.g. .venv-bench/bin/msseg)")
     args = parser.parse_args()
@@ -141,13 +147,25 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs; medians of {args.repeats} runs (peer "
           f"{args.peer_repeats}); msseg: {args.msseg}", flush=True)
 
-    def msseg(path: Path) -> dict:
+    models = args.model or ["lesion_ms_axial_t2"]
+
+    def msseg(model: str, path: Path) -> dict:
         shutil.rmtree(out / "msseg", ignore_errors=True)
-        return timed([args.msseg, "segment", "lesion_ms_axial_t2", "-i", str(path), "-o",
+        return timed([args.msseg, "segment", model, "-i", str(path), "-o",
                       str(out / "msseg"), "--threads", str(args.threads)])
 
-    ours = [msseg(image) for _ in range(args.repeats)]
-    report("msseg segment lesion_ms_axial_t2, t2_ms", ours)
+    def interleaved(path: Path, repeats: int) -> dict[str, list[dict]]:
+        """Runs of every model, alternating, so that a drift of the machine hits all alike."""
+        runs = {model: [] for model in models}
+        for _ in range(repeats):
+            for model in models:
+                runs[model].append(msseg(model, path))
+        return runs
+
+    chunk = interleaved(image, args.repeats)
+    for model, runs in chunk.items():
+        report(f"msseg segment {Path(model).name}, t2_ms", runs)
+    ours = chunk[models[0]]
     if "peer" not in skip:
         folder = sct_like_folder(args.data, args.work)
         env = {"nnUNet_raw": str(args.work / "raw"), "nnUNet_preprocessed":
@@ -158,8 +176,8 @@ def main() -> None:
         print(f"ratio nnU-Net / msseg: {median(theirs, 'seconds') / median(ours, 'seconds'):.1f}x")
     if "whole" not in skip:
         volume = whole_spine(args.data, args.work / "whole_spine" / "whole_T2w.nii.gz")
-        report("msseg segment, whole spine 512×512×600",
-               [msseg(volume) for _ in range(max(1, args.repeats // 2))])
+        for model, runs in interleaved(volume, max(1, args.repeats // 2)).items():
+            report(f"msseg segment {Path(model).name}, whole spine 512×512×600", runs)
 
 
 if __name__ == "__main__":

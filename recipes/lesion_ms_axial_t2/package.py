@@ -6,7 +6,9 @@ cord Dice on the real held-out scans as they are, lesion Dice / lesion-wise F1 (
 matching, θ = 0.1) on the same scans with synthesised lesions, and volume-wise specificity on
 the lesion-free originals. Writes the model folder with its card into the package.
 
-Usage: .venv/bin/python recipes/lesion_ms_axial_t2/package.py [--run work/lesion_ms_axial_t2/run]
+Usage: .venv/bin/python recipes/lesion_ms_axial_t2/package.py
+         [--run work/lesion_ms_axial_t2/run_stage5]
+         [--previous VALIDATION_CSV_OF_THE_REPLACED_MODEL]
 """
 
 from __future__ import annotations
@@ -25,12 +27,37 @@ from msseg.models.registry import BUNDLED, ModelFolder
 from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
-STAGES = ("run_stage1", "run_stage2", "run")  # config_stage1.yaml, config_stage2.yaml, config.yaml
+STAGES = ("run_stage1", "run_stage2", "run", "run_stage4", "run_stage5")   # train.sh
 
 
-def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder, stages: str) -> str:
-    real = table[~table.synthetic_lesions]
-    synth = table[table.synthetic_lesions]
+def measures(table: pd.DataFrame) -> dict[str, str]:
+    """The card's summary measures of one held-out table (rows of ``evaluate_holdout``)."""
+    real, synth = table[~table.synthetic_lesions], table[table.synthetic_lesions]
+    return {"cord Dice, mean": f"{real.cord_dice.mean():.3f}",
+            "cord Dice, median": f"{real.cord_dice.median():.3f}",
+            "lesion Dice, mean": f"{synth.lesion_dice.mean():.3f}",
+            "lesion-wise F1, mean (θ = 0.1)": f"{synth.lesion_f1.mean():.3f}",
+            "volume-wise specificity": f"{(real.n_pred_lesions == 0).mean():.3f}",
+            "inference time, median": f"{table.seconds.median():.1f} s"}
+
+
+def validation_table(table: pd.DataFrame, previous: pd.DataFrame | None) -> str:
+    """Summary measures with the data each is on, and those of the model this one replaces
+    (measured on the same images) when given."""
+    real, synth = (~table.synthetic_lesions).sum(), table.synthetic_lesions.sum()
+    data = [f"{real} real held-out scans as acquired", "same", f"{synth} held-out scans + "
+            "lesions", "same", f"{real} real scans", "per image, this CPU"]
+    rows = pd.DataFrame({"measure": list(measures(table)), "value": measures(table).values(),
+                         "data": data})
+    if previous is None:
+        return markdown_table(rows)
+    rows.insert(2, "previous model", measures(previous).values())
+    return markdown_table(rows) + ("\n\nprevious model: the bundled model this one replaced, "
+                                   "run on the same images in the same session.")
+
+
+def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder, stages: str,
+         previous: pd.DataFrame | None = None) -> str:
     size_mb = (model.path / "model.pt").stat().st_size / 1e6
     weights = torch.load(model.path / "model.pt").values()
     n_params = sum({v.data_ptr(): v.numel() for v in weights}.values())   # shared once
@@ -53,24 +80,18 @@ def card(table: pd.DataFrame, log: pd.DataFrame, model: ModelFolder, stages: str
   spinal cord exists in public data, so lesion performance is measured on synthesised lesions.
 * **Validation data** (held out, never trained on): subjects errsm_24 (sagittal T2w, axial MT)
   and sub-unf01 (T2w, T2*w, T1w at 1 mm).
-* **Training**: three stages, each initialised from the previous one (`--init-from`):
-  {stages}; {config.iterations_per_epoch} iterations of batch
-  {config.batch_size} per epoch, SGD (momentum 0.99, Nesterov) with poly LR; in all
-  {log.seconds.sum() / 60:.0f} min on {os.cpu_count()} CPU cores
-  ({platform.processor() or platform.machine()}, shared with other work), no GPU. The final
-  checkpoint is the stage-3 epoch with the best mean(cord Dice, lesion Dice) on validation.
+* **Training**: {len(stages.split(", "))} stages, each initialised from the previous one
+  (`--init-from`, recipes/lesion_ms_axial_t2/train.sh): {stages};
+  {config.iterations_per_epoch} iterations of batch {config.batch_size} per epoch, SGD
+  (momentum 0.99, Nesterov) with poly LR; in all {log.seconds.sum() / 60:.0f} min on
+  {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}, shared with other
+  work), no GPU. The final checkpoint is the last stage's epoch with the best mean(cord Dice,
+  lesion Dice) on validation.
 * **Date**: {datetime.date.today().isoformat()}. **License**: MIT (weights and code).
 
 ## Validation metrics (held-out subjects)
 
-| measure | value | data |
-|---|---|---|
-| cord Dice, mean | {real.cord_dice.mean():.3f} | {len(real)} real held-out scans as acquired |
-| cord Dice, median | {real.cord_dice.median():.3f} | same |
-| lesion Dice, mean | {synth.lesion_dice.mean():.3f} | {len(synth)} held-out scans + lesions |
-| lesion-wise F1, mean (θ = 0.1) | {synth.lesion_f1.mean():.3f} | same |
-| volume-wise specificity | {(real.n_pred_lesions == 0).mean():.3f} | {len(real)} real scans |
-| inference time, median | {table.seconds.median():.1f} s | per image, this CPU |
+{validation_table(table, previous)}
 
 Per image:
 
@@ -86,9 +107,13 @@ Lesion numbers are on synthetic lesions in real images, not on real MS lesions.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("work/lesion_ms_axial_t2/run"))
+    parser.add_argument("--run", type=Path,
+                        default=Path("work/lesion_ms_axial_t2/run_stage5"))
     parser.add_argument("--index", type=Path, default=Path("work/lesion_ms_axial_t2/dataset.json"))
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    parser.add_argument("--previous", type=Path,
+                        help="validation.csv of the model this one replaces (same images), "
+                             "shown beside the new values in the card")
     args = parser.parse_args()
     checkpoint = args.run / f"checkpoint_{args.checkpoint}.pt"
     staging = package_checkpoint(checkpoint, args.run / "package", "")
@@ -97,7 +122,8 @@ def main() -> None:
     logs = {name: pd.read_csv(args.run.parent / name / "log.csv") for name in STAGES
             if (args.run.parent / name / "log.csv").exists()}
     stages = ", ".join(f"{name} {len(log)} epochs" for name, log in logs.items())
-    text = card(table, pd.concat(logs.values()), staging, stages)
+    previous = pd.read_csv(args.previous) if args.previous else None
+    text = card(table, pd.concat(logs.values()), staging, stages, previous)
     model = package_checkpoint(checkpoint, BUNDLED / "lesion_ms_axial_t2", text)
     print(text)
     print(f"bundled at {model.path}")

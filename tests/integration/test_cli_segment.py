@@ -303,6 +303,32 @@ def test_real_ms_patient_plausibility(shared_data, tmp_path, capsys):
     print(f"t2_ms: {summary.loc[0, 'seconds']:.1f} s, {summary.loc[0, 'n_lesions']} lesions")
 
 
+def card_cord_dice(model, image_name: str) -> float:
+    """The cord Dice that the model card's per-image table gives for ``image_name``."""
+    rows = [line for line in model.card.splitlines() if line.startswith(f"| {image_name} |")]
+    assert len(rows) == 1, image_name
+    return float(rows[0].split("|")[4])
+
+
+@pytest.mark.slow
+def test_bundled_model_reproduces_its_card_on_real_held_out_scans(shared_data):
+    """The card's cord Dice on real held-out scans (manual masks) is what the package gives."""
+    model = bundled()
+    segmenter = Segmenter(model)
+    spine = shared_data / "spine"
+    for image_rel, mask_rel in (
+            ("sct_2014_testing/errsm_24/mt/mt1",
+             "sct_2014_testing/errsm_24/mt/segmentation_binary"),
+            ("ivadomed_unf/sub-unf01/anat/sub-unf01_T2w",
+             "ivadomed_unf/derivatives/labels/sub-unf01/anat/sub-unf01_T2w_seg-manual")):
+        image = io.load(spine / f"{image_rel}.nii.gz")
+        cord = segmenter.segment(image).cord.data > 0
+        measured = dice(cord, io.load(spine / f"{mask_rel}.nii.gz").data > 0.5)
+        expected = card_cord_dice(model, Path(image_rel).name + ".nii.gz")
+        assert measured == pytest.approx(expected, abs=0.0015), image_rel
+        assert measured >= 0.9
+
+
 def test_list_shows_bundled_model_card(capsys):
     bundled()
     assert main(["segment", "--list"]) == 0

@@ -62,6 +62,16 @@ def test_cli_train_with_init_from(index, tmp_path, capsys):
     assert code == 0
     err = capsys.readouterr().err
     assert "init from" in err and "loaded" in err and "not loaded" in err
+    assert "not loaded 0" not in err
+    # --base-filters/--max-filters give the first run's width: every tensor is loaded
+    assert main(["train", "--dataset", str(index), "-o", str(tmp_path / "same"), "--epochs", "1",
+                 "--iterations-per-epoch", "1", "--batch-size", "2", "--patch-size", "32,32",
+                 "--base-filters", "4", "--max-filters", "16",
+                 "--init-from", str(first / "checkpoint_best.pt")]) == 0
+    assert "not loaded 0" in capsys.readouterr().err
+    plan = json.loads((tmp_path / "same" / "plan.json").read_text())
+    assert plan["filters"] == json.loads((first / "plan.json").read_text())["filters"]
+    assert plan["filters"][:3] == [4, 8, 16]
 
 
 @pytest.mark.slow

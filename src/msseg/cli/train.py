@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--architecture", choices=("dynunet", "dilated_unet", "unet", "unetpp",
                                                        "unetpp_resnet", "unet_resnet"))
+    p.add_argument("--base-filters", type=int,
+                   help="channels of the first level (doubling per level up to --max-filters)")
+    p.add_argument("--max-filters", type=int)
     p.add_argument("--normalization", choices=("zscore", "minmax", "nyul", "quantile"))
     p.add_argument("--label-consensus", choices=("none", "union", "majority", "staple"),
                    help="train on the consensus of the records' rater masks")
@@ -42,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 OVERRIDES = ("dataset", "output", "dims", "epochs", "iterations_per_epoch", "batch_size",
              "optimizer", "learning_rate", "sampling", "fold", "patch_size", "init_from", "seed",
-             "architecture", "normalization", "label_consensus", "num_threads")
+             "architecture", "base_filters", "max_filters", "normalization", "label_consensus",
+             "num_threads")
 
 
 def config_from_args(args: argparse.Namespace):
