@@ -30,28 +30,29 @@ from msseg.training.package import package_checkpoint
 STAGES = ("run_stage1", "run_stage2", "run", "run_stage4", "run_stage5")   # train.sh
 
 
-def measures(table: pd.DataFrame) -> dict[str, str]:
-    """The card's summary measures of one held-out table (rows of ``evaluate_holdout``)."""
+def measures(table: pd.DataFrame) -> pd.DataFrame:
+    """The card's summary measures of one held-out table (rows of ``evaluate_holdout``), each
+    with the images it is computed on."""
     real, synth = table[~table.synthetic_lesions], table[table.synthetic_lesions]
-    return {"cord Dice, mean": f"{real.cord_dice.mean():.3f}",
-            "cord Dice, median": f"{real.cord_dice.median():.3f}",
-            "lesion Dice, mean": f"{synth.lesion_dice.mean():.3f}",
-            "lesion-wise F1, mean (θ = 0.1)": f"{synth.lesion_f1.mean():.3f}",
-            "volume-wise specificity": f"{(real.n_pred_lesions == 0).mean():.3f}",
-            "inference time, median": f"{table.seconds.median():.1f} s"}
+    rows = [("cord Dice, mean", f"{real.cord_dice.mean():.3f}",
+             f"{len(real)} real held-out scans as acquired"),
+            ("cord Dice, median", f"{real.cord_dice.median():.3f}", "same"),
+            ("lesion Dice, mean", f"{synth.lesion_dice.mean():.3f}",
+             f"{len(synth)} held-out scans + lesions"),
+            ("lesion-wise F1, mean (θ = 0.1)", f"{synth.lesion_f1.mean():.3f}", "same"),
+            ("volume-wise specificity", f"{(real.n_pred_lesions == 0).mean():.3f}",
+             f"{len(real)} real scans"),
+            ("inference time, median", f"{table.seconds.median():.1f} s", "per image, this CPU")]
+    return pd.DataFrame(rows, columns=["measure", "value", "data"])
 
 
 def validation_table(table: pd.DataFrame, previous: pd.DataFrame | None) -> str:
-    """Summary measures with the data each is on, and those of the model this one replaces
-    (measured on the same images) when given."""
-    real, synth = (~table.synthetic_lesions).sum(), table.synthetic_lesions.sum()
-    data = [f"{real} real held-out scans as acquired", "same", f"{synth} held-out scans + "
-            "lesions", "same", f"{real} real scans", "per image, this CPU"]
-    rows = pd.DataFrame({"measure": list(measures(table)), "value": measures(table).values(),
-                         "data": data})
+    """The summary measures, beside those of the model this one replaces (measured on the same
+    images) when given."""
+    rows = measures(table)
     if previous is None:
         return markdown_table(rows)
-    rows.insert(2, "previous model", measures(previous).values())
+    rows.insert(2, "previous model", measures(previous)["value"])
     return markdown_table(rows) + ("\n\nprevious model: the bundled model this one replaced, "
                                    "run on the same images in the same session.")
 
