@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from msseg.evaluation.holdout import markdown_table
+from msseg.evaluation.holdout import markdown_table, summarise
 from msseg.models.registry import BUNDLED, ModelFolder
 from msseg.statistics import wilcoxon_paired
 from msseg.training.config import TrainConfig
@@ -48,14 +48,13 @@ def acceptance(rows: pd.DataFrame, name: str) -> pd.DataFrame:
     out = []
     for model in (name, REFERENCE):
         mine = rows[rows.model == model]
-        real = mine[~mine.synthetic_lesions]
+        real, summary = mine[~mine.synthetic_lesions], summarise(mine)
         out.append({"model": model,
-                     "cord Dice, median (real scans)": real.cord_dice.median(),
+                     "cord Dice, median (real scans)": summary["cord_dice_median"],
                      "lowest per-contrast cord Dice median":
                          real.groupby("contrast").cord_dice.median().min(),
-                     "volume-wise specificity (real scans)": (real.n_pred_lesions == 0).mean(),
-                     "lesion F1 (synthesised lesions)":
-                         mine[mine.synthetic_lesions].lesion_f1.mean()})
+                     "volume-wise specificity (real scans)": summary["specificity"],
+                     "lesion F1 (synthesised lesions)": summary["lesion_f1"]})
     return pd.DataFrame(out).round(3)
 
 

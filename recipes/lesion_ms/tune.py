@@ -37,7 +37,7 @@ from build_data import record, synthetic_cases
 from msseg import io
 from msseg.data.index import load_index, save_index
 from msseg.data.lesion_synthesis import LesionPrior, prior_for_contrast, write_lesion_versions
-from msseg.evaluation.holdout import evaluate_holdout
+from msseg.evaluation.holdout import evaluate_holdout, summarise
 from msseg.inference.segment import Segmenter, SegmentOptions
 from msseg.models.registry import find_model
 from msseg.postprocess import PostprocessConfig
@@ -152,16 +152,6 @@ def write_card_section(section: str) -> None:
     path.write_text(kept + "\n\n" + section)
 
 
-def held_out_summary(table: pd.DataFrame) -> dict:
-    """The card's acceptance measures on the held-out rows."""
-    lesions, real = table[table["synthetic_lesions"]], table[~table["synthetic_lesions"]]
-    means = {key: lesions[key].mean()
-             for key in ("lesion_dice", "lesion_ppv", "lesion_sensitivity", "lesion_f1")}
-    return {**means, "cord_dice_median": real["cord_dice"].median(),
-            "specificity": (real["n_pred_lesions"] == 0).mean(), "n_real": len(real),
-            "n_lesion_images": len(lesions)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
@@ -185,7 +175,7 @@ def main() -> None:
     table = evaluate_holdout(find_model("lesion_ms"), args.work / "dataset.json")
     (args.work / "scores").mkdir(exist_ok=True)
     table.to_csv(args.work / "scores" / "lesion_ms_tuned.csv", index=False)
-    untuned, tuned = held_out_summary(before), held_out_summary(table)
+    untuned, tuned = summarise(before), summarise(table)
     print("held out, 0.5 / 3 mm³:", {k: round(float(v), 3) for k, v in untuned.items()})
     print("held out, tuned:", {k: round(float(v), 3) for k, v in tuned.items()})
     write_card_section(card_section(best, grid, untuned, tuned, table))

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from msseg.evaluation.holdout import evaluate_holdout, markdown_table
+from msseg.evaluation.holdout import evaluate_holdout, markdown_table, summarise
 from msseg.models.registry import BUNDLED, ModelFolder
 from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
@@ -31,18 +31,17 @@ STAGES = ("run_stage1", "run_stage2", "run", "run_stage4", "run_stage5")   # tra
 
 
 def measures(table: pd.DataFrame) -> pd.DataFrame:
-    """The card's summary measures of one held-out table (rows of ``evaluate_holdout``), each
-    with the images it is computed on."""
-    real, synth = table[~table.synthetic_lesions], table[table.synthetic_lesions]
-    rows = [("cord Dice, mean", f"{real.cord_dice.mean():.3f}",
-             f"{len(real)} real held-out scans as acquired"),
-            ("cord Dice, median", f"{real.cord_dice.median():.3f}", "same"),
-            ("lesion Dice, mean", f"{synth.lesion_dice.mean():.3f}",
-             f"{len(synth)} held-out scans + lesions"),
-            ("lesion-wise F1, mean (θ = 0.1)", f"{synth.lesion_f1.mean():.3f}", "same"),
-            ("volume-wise specificity", f"{(real.n_pred_lesions == 0).mean():.3f}",
-             f"{len(real)} real scans"),
-            ("inference time, median", f"{table.seconds.median():.1f} s", "per image, this CPU")]
+    """The card's summary measures of one held-out table (:func:`summarise`), each with the
+    images it is computed on."""
+    m = summarise(table)
+    real, synth = m["n_real"], m["n_lesion_images"]
+    rows = [("cord Dice, mean", f"{m['cord_dice_mean']:.3f}",
+             f"{real} real held-out scans as acquired"),
+            ("cord Dice, median", f"{m['cord_dice_median']:.3f}", "same"),
+            ("lesion Dice, mean", f"{m['lesion_dice']:.3f}", f"{synth} held-out scans + lesions"),
+            ("lesion-wise F1, mean (θ = 0.1)", f"{m['lesion_f1']:.3f}", "same"),
+            ("volume-wise specificity", f"{m['specificity']:.3f}", f"{real} real scans"),
+            ("inference time, median", f"{m['seconds_median']:.1f} s", "per image, this CPU")]
     return pd.DataFrame(rows, columns=["measure", "value", "data"])
 
 

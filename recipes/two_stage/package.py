@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from msseg import io
-from msseg.evaluation.holdout import evaluate_holdout, markdown_table
+from msseg.evaluation.holdout import evaluate_holdout, markdown_table, summarise
 from msseg.inference.segment import Segmenter
 from msseg.models.registry import BUNDLED, ModelFolder
 from msseg.training.config import TrainConfig
@@ -91,20 +91,20 @@ def card(task: str, model: ModelFolder, log: pd.DataFrame, results: str) -> str:
 
 def segment_results(model: ModelFolder, index: Path, shared: Path) -> tuple[str, pd.DataFrame]:
     table = evaluate_holdout(model, index)
+    m = summarise(table)
     real = table[~table.synthetic_lesions]
-    synth = table[table.synthetic_lesions]
     lumbar = io.load(shared / "spine/ms_patient_unlabelled/t2_lumbar/t2_lumbar.nii.gz")
     lumbar_lesions = len(Segmenter(model).segment(lumbar).table)
     free = list(real.n_pred_lesions == 0) + [lumbar_lesions == 0]
-    rows = [("cord Dice, mean", f"{real.cord_dice.mean():.3f}", f"{len(real)} real scans"),
-            ("cord Dice, median", f"{real.cord_dice.median():.3f}", "same")]
+    rows = [("cord Dice, mean", f"{m['cord_dice_mean']:.3f}", f"{m['n_real']} real scans"),
+            ("cord Dice, median", f"{m['cord_dice_median']:.3f}", "same")]
     if "lesion" in model.plan.regions:
-        rows += [("lesion Dice, mean", f"{synth.lesion_dice.mean():.3f}",
-                  f"{len(synth)} held-out scans + synthesised lesions"),
-                 ("lesion-wise F1, mean (θ = 0.1)", f"{synth.lesion_f1.mean():.3f}", "same"),
+        rows += [("lesion Dice, mean", f"{m['lesion_dice']:.3f}",
+                  f"{m['n_lesion_images']} held-out scans + synthesised lesions"),
+                 ("lesion-wise F1, mean (θ = 0.1)", f"{m['lesion_f1']:.3f}", "same"),
                  ("volume-wise specificity", f"{sum(free) / len(free):.3f}",
                   f"{len(free)} lesion-free real scans (held-out + t2_lumbar)")]
-    rows.append(("time per image, median", f"{table.seconds.median():.1f} s", "this CPU"))
+    rows.append(("time per image, median", f"{m['seconds_median']:.1f} s", "this CPU"))
     text = "| measure | value | data |\n|---|---|---|\n" + "\n".join(
         f"| {a} | {b} | {c} |" for a, b, c in rows)
     drop = ["patient"] + ([] if "lesion" in model.plan.regions else

@@ -49,3 +49,17 @@ def markdown_table(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
     return "\n".join(lines)
+
+
+def summarise(table: pd.DataFrame) -> dict[str, float]:
+    """A model card's summary of :func:`evaluate_holdout` rows: lesion Dice, PPV, sensitivity
+    and F1 (means over the images with lesions), cord Dice mean and median and volume-wise
+    specificity (no lesion predicted) over the real scans as acquired, the counts of each, and
+    the median seconds per image."""
+    lesions, real = table[table["synthetic_lesions"]], table[~table["synthetic_lesions"]]
+    means = {key: lesions[key].mean()
+             for key in ("lesion_dice", "lesion_ppv", "lesion_sensitivity", "lesion_f1")}
+    return {**means, "cord_dice_mean": real["cord_dice"].mean(),
+            "cord_dice_median": real["cord_dice"].median(),
+            "specificity": (real["n_pred_lesions"] == 0).mean(), "n_real": len(real),
+            "n_lesion_images": len(lesions), "seconds_median": table["seconds"].median()}
