@@ -80,3 +80,45 @@ def spine_images(data: Path) -> list[Path]:
 
 def brain_lesion_masks(data: Path) -> list[Path]:
     return sorted((data / "brain" / "3d-mr-ms" / "MNI").glob("patient*/GOLD_STANDARD*.nii.gz"))
+
+
+SHARED = ROOT.parent / "shared"
+
+
+def _shared_folder(path: Path, what: str) -> Path:
+    """A folder of ../shared beside its SHA256SUMS (checked); skip when absent, fail under
+    MSSEG_REQUIRE_DATA=1."""
+    if not path.is_dir():
+        message = f"{what} not found at {path} (needs ../shared beside the repo)"
+        if REQUIRE:
+            pytest.fail(message + "; MSSEG_REQUIRE_DATA=1 forbids skipping")
+        pytest.skip(message)
+    sums = path / "SHA256SUMS"
+    if sums.is_file():
+        for line in sums.read_text().splitlines():
+            digest, name = line.split(maxsplit=1)
+            file = path / name.strip().lstrip("*")
+            assert hashlib.sha256(file.read_bytes()).hexdigest() == digest, f"{file} changed"
+    return path
+
+
+@pytest.fixture(scope="session")
+def sct_models() -> Path:
+    """SCT's released Keras weights (../shared/models/sct_deepseg), read in place."""
+    return _shared_folder(SHARED / "models" / "sct_deepseg", "SCT's released models")
+
+
+@pytest.fixture(scope="session")
+def sct_reference() -> Path:
+    """SCT's own outputs and intermediates (../shared/peers/sct_deepseg_lesion)."""
+    return _shared_folder(SHARED / "peers" / "sct_deepseg_lesion", "SCT's reference outputs")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """msseg's user cache (ONNX exports of model files given by path) in a temporary folder,
+    never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()

@@ -36,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="vertebral level maps in the inputs' space (dense, as "
                    "sct_label_vertebrae writes, or disc labels): one per input image, in "
                    "order, or a folder holding <image>_levels / _seg_labeled / _labels-disc…")
+    p.add_argument("--centerline", nargs="+", type=Path, metavar="CENTERLINE",
+                   help="SCT models: a centerline or cord mask per input image (in order), or a "
+                   "folder holding <image>_centerline / _seg / _label-SC_seg / _seg-manual…; "
+                   "its centre of mass per slice places the crop, as SCT's -centerline file "
+                   "(default: SCT's CNN1 heatmap + msseg's optimal path)")
     p.add_argument("--list", action="store_true",
                    help="list bundled and imported tasks and their cards")
     p.add_argument("--soft", action="store_true", help="also write the lesion probability map")
@@ -98,10 +103,11 @@ def run(args: argparse.Namespace) -> int:
     model = find_model(args.task)
     options = _options(args, model)
     inputs = collect_inputs(args.input)
-    levels = _levels(args.levels, inputs)
+    levels = _per_image(args.levels, inputs, LEVEL_SUFFIXES, "--levels", "level map")
+    centerlines = _centerlines(args.centerline, inputs, model)
     jobs = [Job(path, outdir, model.path, options, args.soft, args.qc, tuple(model.outputs),
                 args.overwrite, **_bids_fields(layout, path), task=args.task,
-                levels=levels.get(path)) for path in inputs]
+                levels=levels.get(path), centerline=centerlines.get(path)) for path in inputs]
     _plan(jobs, args.overwrite)
     if layout == "bids":
         from msseg import __version__, bids
@@ -161,8 +167,24 @@ LEVEL_SUFFIXES = ("_levels", "_seg_labeled", "_label-SC_seg_labeled", "_seg-manu
                   "_labels-disc", "_labels-disc-manual", "_label-disc")
 
 
-def _levels(given: list[Path] | None, inputs: list[Path]) -> dict[Path, Path]:
-    """The level map of each input: files paired in order, or found in a folder by name."""
+CENTERLINE_SUFFIXES = ("_centerline", "_centerline-manual", "_label-centerline",
+                       "_label-SC_seg", "_seg", "_seg-manual", "_label-SC_mask")
+
+
+def _centerlines(given: list[Path] | None, inputs: list[Path], model) -> dict[Path, Path]:
+    """``--centerline``: only SCT's models take one (the others find their own)."""
+    from msseg.models.sct import SctModel
+
+    if given and not (isinstance(model, SctModel) and model.kind == "lesion"):
+        raise MssegError("--centerline: only SCT's lesion models take a centerline file (msseg's "
+                         "models and nnU-Net folders find the cord themselves)")
+    return _per_image(given, inputs, CENTERLINE_SUFFIXES, "--centerline", "centerline")
+
+
+def _per_image(given: list[Path] | None, inputs: list[Path], suffixes: tuple[str, ...],
+               flag: str, what: str) -> dict[Path, Path]:
+    """A map per input image: files paired in order, or found in a folder by name
+    (``<image><suffix>``, the first suffix that exists)."""
     from msseg import io
 
     if not given:
@@ -172,19 +194,18 @@ def _levels(given: list[Path] | None, inputs: list[Path]) -> dict[Path, Path]:
         found = {}
         for image in inputs:
             stem = io.strip_nifti_suffix(image.name)
-            match = next((by_stem[stem + s] for s in LEVEL_SUFFIXES if stem + s in by_stem),
-                         None)
+            match = next((by_stem[stem + s] for s in suffixes if stem + s in by_stem), None)
             if match is None:
-                print(f"no level map for {stem} in {given[0]}", file=sys.stderr)
+                print(f"no {what} for {stem} in {given[0]}", file=sys.stderr)
             else:
                 found[image] = match
         return found
     if len(given) != len(inputs):
-        raise MssegError(f"--levels: {len(given)} map(s) for {len(inputs)} image(s); give one "
+        raise MssegError(f"{flag}: {len(given)} file(s) for {len(inputs)} image(s); give one "
                          "per image, in order, or a folder")
     missing = [p for p in given if not p.is_file()]
     if missing:
-        raise MssegError(f"--levels {missing[0]}: no such file")
+        raise MssegError(f"{flag} {missing[0]}: no such file")
     return dict(zip(inputs, (p.absolute() for p in given), strict=True))
 
 
@@ -243,9 +264,11 @@ def _forget(job, outdir: Path, created: bool) -> None:
 def _options(args: argparse.Namespace, model):
     from msseg.inference.segment import SegmentOptions
     from msseg.models.nnunet import NnunetFolder
+    from msseg.models.sct import SctModel
     from msseg.postprocess import PostprocessConfig
 
     nnunet = isinstance(model, NnunetFolder)
+    sct = isinstance(model, SctModel)
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise MssegError(f"--threshold {args.threshold}: must be in (0, 1)")
     if nnunet and args.threshold is not None and not model.label_map.region_based:
@@ -258,9 +281,14 @@ def _options(args: argparse.Namespace, model):
         raise MssegError(f"--threads {args.threads}: must be ≥ 0")
     if args.batch_size is not None and args.batch_size < 1:
         raise MssegError(f"--batch-size {args.batch_size}: must be ≥ 1")
+    if sct and (args.tta or args.straighten):
+        raise MssegError(f"{'--tta' if args.tta else '--straighten'}: not for SCT's lesion "
+                         "models (run as SCT runs them)")
     if nnunet:
         model.select_folds(args.folds)  # refuse unknown folds before any work
-    postprocessing = args.postprocessing if args.postprocessing is not None else not nnunet
+    # (SCT's lesion pipeline post-processes nothing; msseg runs it as SCT does by default)
+    postprocessing = args.postprocessing if args.postprocessing is not None else not (
+        nnunet or sct)
     return SegmentOptions(
         threshold=args.threshold, crop=not (args.no_crop or args.nnunet_exact), tta=args.tta,
         device=args.device, backend=args.backend, folds=args.folds, straighten=args.straighten,
@@ -315,7 +343,9 @@ def list_tasks() -> int:
         if not models:
             print(f"no {kind} model")
         for model in models:
-            note = " (stage 1 only: use `msseg centerline`)" if model.task == "centerline" else ""
+            note = " (stage 1 only: use `msseg centerline`)" if model.task == "centerline" else \
+                " (CNN1 only: used by the SCT lesion tasks)" if model.task == "sct_centerline" \
+                else ""
             print(f"== {model_name(model)} [{kind}]{note} ==\n{model.card}\n")
     return 0
 

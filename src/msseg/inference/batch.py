@@ -63,6 +63,7 @@ class Job:
     raw_root: Path | None = None                   # bids: the raw dataset (sidecar sources)
     task: str = ""                                 # the task as named (sidecars)
     levels: Path | None = None                     # level map of the image (lesion table)
+    centerline: Path | None = None                 # SCT models: the -centerline file
 
     @property
     def name(self) -> str:
@@ -97,6 +98,8 @@ class Job:
         options = self.options.to_dict()
         if self.levels is not None:
             options["levels"] = str(self.levels)
+        if self.centerline is not None:
+            options["centerline_file"] = str(self.centerline)
         return records.fingerprint(self.model, options, self.soft, self.masks)
 
     def state(self) -> records.State:
@@ -176,8 +179,12 @@ def run_job(job: Job) -> dict:
 def _segment(job: Job, image, start: float) -> dict:
     out = job.outputs()
     levels = io.load(job.levels) if job.levels is not None else None  # bad map: nothing written
+    centerline = io.load(job.centerline) if job.centerline is not None else None
     segmenter = _segmenter(job.model, job.options)
-    result = segmenter.segment(image, str(job.image))
+    if centerline is not None:
+        result = segmenter.segment(image, str(job.image), centerline_mask=centerline)
+    else:
+        result = segmenter.segment(image, str(job.image))
     table = lesion_positions(result.table, result.lesion, job.name, levels) \
         if result.lesion is not None else result.table
     if job.qcdir is not None:

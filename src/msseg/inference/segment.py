@@ -126,10 +126,20 @@ def obliquity_deg(affine: np.ndarray) -> float:
 
 
 def make_segmenter(model: Model, options: SegmentOptions = SegmentOptions()):
-    """The segmenter of a model: :class:`Segmenter` or :class:`NnunetSegmenter`, wrapped in
-    :class:`StraightSegmenter` for models trained in straightened space or ``straighten``."""
+    """The segmenter of a model: :class:`Segmenter`, :class:`NnunetSegmenter` or (SCT's
+    released lesion models) :class:`~msseg.inference.sct_lesion.SctLesionSegmenter`, wrapped
+    in :class:`StraightSegmenter` for models trained in straightened space or
+    ``straighten``."""
     from msseg.models.nnunet import NnunetFolder
+    from msseg.models.sct import SctModel
 
+    if isinstance(model, SctModel):
+        if options.straighten:
+            raise MssegError("--straighten: SCT's lesion models crop along the centerline "
+                             "themselves; run them without it")
+        from msseg.inference.sct_lesion import SctLesionSegmenter
+
+        return SctLesionSegmenter(model, options)
     kind = NnunetSegmenter if isinstance(model, NnunetFolder) else Segmenter
     if options.straighten or (kind is Segmenter and model.plan.frame == "straightened"):
         inner = replace(options, crop=False, postprocessing=False, straighten=False)

@@ -7,7 +7,9 @@ license). Bundled models live in ``msseg/models/bundled/<task>/`` and are found 
 An nnU-Net v2 results folder (``plans.json``, ``dataset.json``, ``fold_K/checkpoint_*.pth``;
 :mod:`msseg.models.nnunet`) is a model too. ``msseg models import`` copies either kind into the
 user's model store (``platformdirs.user_data_dir("msseg")/models/<name>``, which honours
-``XDG_DATA_HOME``), where it is found by its name like a bundled task.
+``XDG_DATA_HOME``), where it is found by its name like a bundled task. SCT's released Keras
+models (``t2_ax_lesion.h5``…, :mod:`msseg.models.sct`) are models too, given as a file or
+imported into a store folder with their ONNX export.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 
 from msseg.errors import MssegError
 from msseg.models.nnunet import NnunetFolder, describe, trainer_folder
+from msseg.models.sct import SctModel
 from msseg.preprocess.plan import Plan
 
 BUNDLED = Path(__file__).parent / "bundled"
@@ -85,15 +88,23 @@ class ModelFolder:
                                         self.whole_slice)
 
 
-Model = ModelFolder | NnunetFolder
+Model = ModelFolder | NnunetFolder | SctModel
+MODEL_FILE_SUFFIXES = (".h5", ".onnx")   # SCT's released models, given as a file
 
 
 def open_model(path: str | Path) -> Model:
-    """An msseg model folder or an nnU-Net results folder (or a folder holding exactly one
-    ``nnUNetTrainer*`` results folder, as SCT's downloads do)."""
+    """An msseg model folder, an nnU-Net results folder (or a folder holding exactly one
+    ``nnUNetTrainer*`` results folder, as SCT's downloads do), an SCT model folder of the
+    store, or an SCT model file (``.h5`` / ``.onnx``)."""
+    from msseg.models import sct
+
     path = Path(path)
+    if path.suffix in MODEL_FILE_SUFFIXES and path.is_file():
+        return SctModel.from_file(path)
     if not path.is_dir():
         raise MssegError(f"{path}: no such model folder")
+    if sct.is_sct_folder(path):
+        return SctModel.from_folder(path)
     nnunet = trainer_folder(path)
     if nnunet is not None:
         return NnunetFolder(nnunet)
@@ -140,8 +151,10 @@ def model_name(model: Model) -> str:
 
 
 def find_model(task_or_path: str | Path) -> Model:
-    """A model folder by path, else a bundled task, else an imported model, by name."""
-    if Path(task_or_path).is_dir():
+    """A model folder (or SCT model file) by path, else a bundled task, else an imported
+    model, by name."""
+    path = Path(task_or_path)
+    if path.is_dir() or (path.suffix in MODEL_FILE_SUFFIXES and path.exists()):
         return open_model(task_or_path)
     for model in [*bundled_models(), *imported_models()]:
         if model_name(model) == str(task_or_path):
@@ -150,10 +163,17 @@ def find_model(task_or_path: str | Path) -> Model:
     raise MssegError(f"unknown task {task_or_path!r} (known: {names})")
 
 
-def import_model(source: str | Path, name: str, overwrite: bool = False) -> Model:
+def import_model(source: str | Path, name: str | None = None, overwrite: bool = False) -> Model:
     """Copy a model folder into the user's store under ``name``, with a model card that
-    states where it came from. nnU-Net folders keep their layout (one results folder)."""
+    states where it came from. nnU-Net folders keep their layout (one results folder); an
+    SCT model file becomes a folder with its ONNX export (and a lesion model's CNN1).
+    ``name`` None: ``sct_<kind>_<contrast>`` for SCT files, else the folder's name."""
     model = open_model(source)
+    if name is None:
+        from msseg.models.sct import default_name
+
+        name = default_name(model.kind, model.contrast) if isinstance(model, SctModel) \
+            else Path(source).absolute().name
     if not name or not all(c.isalnum() or c in "_-." for c in name) or name.startswith("."):
         raise MssegError(f"model name {name!r}: use letters, digits, '_', '-' or '.'")
     if name in {m.path.name for m in bundled_models()}:
@@ -164,9 +184,15 @@ def import_model(source: str | Path, name: str, overwrite: bool = False) -> Mode
         raise MssegError(f"{dest}: a model of that name exists; pass --overwrite to replace it")
     tmp = store / f".{name}.importing"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        _copy_model(model, tmp)
+        if isinstance(model, SctModel):
+            from msseg.models.sct import write_folder
+
+            store.mkdir(parents=True, exist_ok=True)
+            write_folder(model.path, tmp)
+        else:
+            tmp.mkdir(parents=True)
+            _copy_model(model, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -196,3 +222,26 @@ def _copy_model(model: Model, tmp: Path) -> None:
             shutil.copy2(model.path / name, tmp / name)
     (tmp / "model_card.md").write_text(model.card.rstrip() + f"\n\nImported into msseg on "
                                        f"{stamp} from {source}.\n")
+
+
+def import_sct(sct_data: str | Path, overwrite: bool = False) -> list[Model]:
+    """Import every SCT model of an SCT data folder (``$SCT_DIR/data``, holding
+    ``deepseg_sc_models/`` and ``deepseg_lesion_models/``, or a flat folder of the files) as
+    ``sct_lesion_<contrast>`` / ``sct_centerline_<contrast>``. Every file is read first, so a
+    bad one stops the import before anything is written."""
+    from msseg.models.sct import default_name, import_folder_models
+
+    folder = Path(sct_data)
+    if not folder.is_dir():
+        raise MssegError(f"{folder}: no such folder")
+    files = import_folder_models(folder)
+    if not files:
+        raise MssegError(f"{folder}: no SCT model file (deepseg_lesion_models/<contrast>_lesion"
+                         ".h5|.onnx or deepseg_sc_models/<contrast>_ctr.h5|.onnx)")
+    models = [SctModel.from_file(f) for f in files]
+    taken = [default_name(m.kind, m.contrast) for m in models
+             if (user_store() / default_name(m.kind, m.contrast)).exists()]
+    if taken and not overwrite:
+        raise MssegError(f"{user_store() / taken[0]}: a model of that name exists; pass "
+                         "--overwrite to replace it")
+    return [import_model(m.path, None, overwrite) for m in models]
