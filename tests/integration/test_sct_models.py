@@ -6,6 +6,7 @@ final masks voxel for voxel, the automatic centerline, the CLI contract and bad 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import h5py
@@ -59,8 +60,9 @@ def test_networks_match_scts_conversions(sct_models, sct_reference, name):
     tolerance = 1e-4 if name == "t2s_ctr" else 1e-5
     threshold = float(ref["threshold"])
     network = NetworkFile(sct_models / f"{name}.h5")
-    for backend in ("onnx", "torch"):
-        out = np.concatenate([network.network(backend)(x[i:i + 1]) for i in range(len(x))])
+    for backend, n in (("onnx", len(x)), ("torch", 1)):   # (torch: float64, slower)
+        out = np.concatenate([network.network(backend)(x[i:i + 1]) for i in range(n)])
+        x, y = x[:n], y[:n]
         assert out.shape == y.shape
         assert np.abs(out - y).max() <= tolerance, backend
         assert ((out > threshold) == (y > threshold)).all(), backend
@@ -250,3 +252,53 @@ def test_keras_module_layout_and_lambda(sct_models):
     assert len(lambdas) == 1 and lambdas[0].divisor == 1.0
     lesion = read_keras(sct_models / "t2_ax_lesion.h5")
     assert lesion.layout == "channels_first" and lesion.spatial_shape == (48, 48, 48)
+
+
+def test_scts_own_onnx_layout_is_read(sct_models, sct_reference, tmp_path):
+    """SCT's ONNX conversions take CNN1 input as NHWC (``input_1``): an .onnx file of that
+    form (made here from the .h5, as SCT's converter lays it out) runs in msseg's layout and
+    gives SCT's outputs; such a model has no torch fallback."""
+    import torch
+
+    from msseg.errors import MssegError
+
+    class Nhwc(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    path = tmp_path / "t2_ctr.onnx"
+    module = Nhwc(build_module(read_keras(sct_models / "t2_ctr.h5")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 80, 80, 1),), str(path),
+                          input_names=["input_1"], output_names=["predictions"],
+                          dynamic_axes={"input_1": {0: "n"}}, opset_version=17, dynamo=False)
+    ref = np.load(sct_reference / "network_io" / "t2_ctr.npz")
+    network = NetworkFile(path).network()
+    out = network(np.moveaxis(ref["input"], -1, 1))
+    assert np.abs(np.moveaxis(out, 1, -1) - ref["output"]).max() <= 1e-5
+    with pytest.raises(MssegError, match="needs the Keras .h5"):
+        NetworkFile(path).network("torch")
+
+
+@pytest.mark.slow
+def test_lesion_model_without_its_cnn1_uses_mssegs_stage_1(shared_data, sct_models,
+                                                           sct_reference, tmp_path):
+    """A lesion .h5 alone (no <contrast>_ctr file beside it): the centerline comes from
+    msseg's own stage 1, within a millimetre of SCT's reference centerline (median)."""
+    alone = tmp_path / "t2_ax_lesion.h5"
+    alone.write_bytes((sct_models / "t2_ax_lesion.h5").read_bytes())
+    model = SctModel.from_file(alone)
+    assert model.centerline is None and "msseg's own stage 1" in model.card
+    image = io.load(shared_data / CASES["t2_ms"][0])
+    result = sl.SctLesionSegmenter(model).segment(image, "t2_ms")
+    grid = sl.SctGrid(to_rpi(image))
+    theirs = sl.file_centres(io.load(sct_reference / "t2_ms" / "centerline_input.nii.gz"),
+                             image, grid, "t2_ms")
+    distance = [np.hypot(*(result.centerline.voxels[z] - np.asarray(c))) * sct.INPLANE_MM
+                for z, c in theirs.items() if result.centerline.detected[z]]
+    assert len(distance) >= 15 and np.median(distance) <= 1.0

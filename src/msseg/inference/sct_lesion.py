@@ -68,10 +68,7 @@ class SctLesionSegmenter:
         self.plan = SctPlan()
         self.contrast = sct.CONTRASTS[model.contrast]
         self.network = model.main.network(options.backend, options.device, options.threads)
-        self.cnn1 = None
-        if model.centerline is not None:
-            self.cnn1 = model.centerline.network(options.backend, options.device,
-                                                 options.threads)
+        self._cnn1 = None     # made on first use (not at all with centerline files)
         self._finder = None
 
     def segment(self, image: Image, name: str = "image",
@@ -116,19 +113,23 @@ class SctLesionSegmenter:
 
     def run_cnn2(self, volume: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """CNN2's sigmoid on every non-empty chunk of a normalised 0.5 mm crop volume
-        (``(n, 1, 48, 48, 48)``, in one network call unless ``batch_size``), and the chunks'
-        z starts."""
+        (``(n, 1, 48, 48, 48)``), and the chunks' z starts. One session, one chunk per call
+        by default (``batch_size``): all five chunks of ``t2_ms`` in one call took 3.8 s and
+        800 MB here, one at a time 3.2 s and 385 MB."""
         batch, starts = sct.chunks(volume, self.contrast.mean, self.contrast.std)
         if not len(batch):
             return batch, starts
-        size = self.options.batch_size or len(batch)
+        size = self.options.batch_size or 1
         return np.concatenate([self.network(batch[i:i + size])
                                for i in range(0, len(batch), size)]), starts
 
     def _auto_centres(self, image: Image, rpi: Image, grid: SctGrid) -> dict:
         centres = {}
-        if self.cnn1 is not None:
-            centres = cnn1_centres(rpi, grid, self.cnn1, self.model.centerline_contrast)
+        if self.model.centerline is not None:
+            if self._cnn1 is None:
+                self._cnn1 = self.model.centerline.network(
+                    self.options.backend, self.options.device, self.options.threads)
+            centres = cnn1_centres(rpi, grid, self._cnn1, self.model.centerline_contrast)
         if not centres:   # CNN1 found no cord (or there is none): msseg's own stage 1
             centres = self._msseg_centres(image, grid)
         return centres

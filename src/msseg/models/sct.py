@@ -298,9 +298,10 @@ def card(model: SctModel, manifest: dict | None = None) -> str:
                                       "msseg's own stage 1 (no CNN1 file found)")
                   + "; `--centerline FILE` uses a centerline or cord mask as SCT's "
                   "`-centerline file`"]
-    lines += ["- agreement with msseg's own models on real scans: see the table in "
-              "`docs/sct_models.md` (no ground truth: agreement only)", ""]
-    return "\n".join(lines)
+    agreement = Path(__file__).with_name("sct_agreement.md")
+    if agreement.is_file():   # measured by recipes/sct_models/agreement.py, shipped as text
+        lines += ["", "#" + agreement.read_text()]
+    return "\n".join(lines) + "\n"
 
 
 def import_folder_models(sct_data: Path) -> list[Path]:

@@ -96,18 +96,21 @@ def sample(data: np.ndarray, factors, out_shape: tuple[int, ...],
 def _separable_linear(data: np.ndarray, axes: list[np.ndarray]) -> np.ndarray:
     """Trilinear interpolation on a separable grid of positions (edges clamped), one axis at
     a time — the same values as ``scipy.ndimage.map_coordinates(order=1, mode='nearest')``
-    at those positions."""
-    out = data
-    for axis, pos in enumerate(axes):
-        n = data.shape[axis]
+    at those positions. Only the input voxels the positions reach are read."""
+    corners = []
+    for pos, n in zip(axes, data.shape, strict=True):
         pos = np.clip(pos, 0, n - 1)
         lo = np.minimum(np.floor(pos).astype(int), max(n - 2, 0))
-        w = pos - lo
-        hi = np.minimum(lo + 1, n - 1)
+        corners.append((lo, np.minimum(lo + 1, n - 1), pos - lo))
+    window = tuple(slice(int(lo.min()), int(hi.max()) + 1) if len(lo) else slice(0, 0)
+                   for lo, hi, _ in corners)
+    out = data[window]
+    for axis, ((lo, hi, w), part) in enumerate(zip(corners, window, strict=True)):
         shape = [1] * out.ndim
-        shape[axis] = len(pos)
+        shape[axis] = len(lo)
         w = w.reshape(shape)
-        a, b = np.take(out, lo, axis=axis), np.take(out, hi, axis=axis)
+        a = np.take(out, lo - part.start, axis=axis)
+        b = np.take(out, hi - part.start, axis=axis)
         out = a * (1 - w) + b * w
     return out
 
