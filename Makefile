@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 BENCH := .venv-bench
 
-.PHONY: demo test lint clean browser bench-env
+.PHONY: demo test lint clean browser bench-env wheel-check
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# The benchmarks' msseg: installed as users install it (no test extras). In .venv, the test
-# extra nnunetv2 brings dicom2nifti -> pydicom, which nibabel then imports (0.1 s per start).
+# The benchmarks' msseg: installed as users install it (no test extras; [torch] for SCT's .h5
+# models, exported to ONNX at import). In .venv, the test extra nnunetv2 brings dicom2nifti ->
+# pydicom, which nibabel then imports (0.1 s per start).
 $(BENCH)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(BENCH)
 	$(BENCH)/bin/pip -q --disable-pip-version-check install --upgrade pip
 	$(BENCH)/bin/pip -q --disable-pip-version-check install torch==2.13.0
-	$(BENCH)/bin/pip -q --disable-pip-version-check install -c constraints.txt -e .
+	$(BENCH)/bin/pip -q --disable-pip-version-check install -c constraints.txt -e '.[torch]'
 	touch $@
 
 bench-env: $(BENCH)/.installed
@@ -40,7 +41,12 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks recipes
+	$(BIN)/python tests/wheel_check.py
 	$(BIN)/pytest -q
+
+# The wheel users install, built and tried in fresh venvs (core without torch, then [all]).
+wheel-check: $(STAMP)
+	$(BIN)/python tests/wheel_check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks recipes

@@ -25,6 +25,7 @@ from msseg.cli import (
     demo,
     evaluate,
     experiment,
+    info,
     models,
     normalize,
     segment,
@@ -37,7 +38,7 @@ from msseg.cli import (
 from msseg.errors import MssegError
 
 SUBCOMMANDS = (segment, models, centerline, stitch, straighten, warp, normalize, evaluate,
-               stats, compare, dataset, train, experiment, demo)
+               stats, compare, dataset, train, experiment, demo, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure ends in one line on stderr and a non-zero exit code:
-    1 for bad input (:class:`MssegError`), 2 for usage errors, 3 for an internal error (the
+    1 for bad input (:class:`MssegError`) and for a missing optional dependency (the line
+    names the extra to install), 2 for usage errors, 3 for an internal error (the
     traceback only with ``MSSEG_DEBUG=1``), 130 when interrupted; a closed stdout pipe
     (``msseg segment --list | head -1``) ends quietly."""
     parser = build_parser()
@@ -76,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         return _fail(args.command, "error: out of memory", 1)
     except Exception as exc:  # never a traceback for users; MSSEG_DEBUG=1 shows it
+        from msseg.extras import extra_of, hint
+
+        if isinstance(exc, ModuleNotFoundError) and extra_of(exc.name) is not None:
+            return _fail(args.command, f"error: {hint(exc.name)}", 1)   # a missing extra
         if os.environ.get("MSSEG_DEBUG"):
             raise
         from msseg.io import describe

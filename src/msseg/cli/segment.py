@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     _check_outdir(outdir, args.qc)
     model = find_model(args.task)
     options = _options(args, model)
+    _require_extras(model, options, args.dask_scheduler)
     inputs = collect_inputs(args.input)
     levels = _per_image(args.levels, inputs, LEVEL_SUFFIXES, "--levels", "level map")
     centerlines = _centerlines(args.centerline, inputs, model)
@@ -135,6 +136,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row.status}: {row.scan}: {row.error}", file=sys.stderr)
     _print_viewer(jobs, summary)
     return 1 if len(failed) else 0
+
+
+def _require_extras(model, options, dask_scheduler: str | None) -> None:
+    """Before any work: the optional dependencies this run needs (one line naming the extra
+    when one is missing, instead of a failure per scan)."""
+    from msseg.extras import require
+    from msseg.models.nnunet import NnunetFolder
+    from msseg.models.sct import SctModel
+
+    if options.backend == "torch" or options.device != "cpu":
+        require("torch", f"--backend {options.backend} --device {options.device}")
+    if isinstance(model, NnunetFolder):
+        for module in ("torch", "dynamic_network_architectures", "skimage"):
+            require(module, "an nnU-Net model folder")
+    if isinstance(model, SctModel) and model.main.is_keras and model.main.onnx is None:
+        from msseg.models.sct import cache_path
+
+        if not cache_path(model.main.source).is_file():
+            require("torch", f"{model.path.name} (exported to ONNX once)")
+    if dask_scheduler:
+        require("dask.distributed", "--dask-scheduler")
 
 
 def _layout(args: argparse.Namespace) -> tuple[str, Path]:

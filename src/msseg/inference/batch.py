@@ -168,7 +168,11 @@ def run_job(job: Job) -> dict:
         except MssegError as exc:
             return _record_failure(job, time.perf_counter() - start, str(exc))
         except Exception as exc:  # a batch must survive any single failure
+            from msseg.extras import extra_of, hint
+
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            if isinstance(exc, ModuleNotFoundError) and extra_of(exc.name) is not None:
+                detail = hint(exc.name)
             return _record_failure(job, time.perf_counter() - start, f"{job.image}: {detail}")
         records.write_record(job.outdir, job.name, {
             "state": "ok", "fingerprint": job.fingerprint, "input": str(job.image), "row": row,
@@ -292,6 +296,9 @@ def run_batch(jobs: list[Job], n_jobs: int = 1, dask_scheduler: str | None = Non
 
 
 def _run_dask(jobs, address: str, worker, finish) -> None:
+    from msseg.extras import require
+
+    require("dask.distributed", "--dask-scheduler")
     from dask.distributed import Client
     from dask.distributed import as_completed as dask_completed
 

@@ -156,12 +156,16 @@ def export(source: Path, dest: Path) -> Path:
     return dest
 
 
-def cached_export(source: Path) -> Path:
-    """The ONNX export of a Keras file given by path, made once into the user's cache
-    (keyed by the file's SHA-256)."""
+def cache_path(source: Path) -> Path:
+    """Where the ONNX export of a Keras file given by path is cached (keyed by SHA-256)."""
     import platformdirs
 
-    dest = Path(platformdirs.user_cache_dir("msseg")) / "keras" / f"{sha256(source)}.onnx"
+    return Path(platformdirs.user_cache_dir("msseg")) / "keras" / f"{sha256(source)}.onnx"
+
+
+def cached_export(source: Path) -> Path:
+    """The ONNX export of a Keras file given by path, made once into the user's cache."""
+    dest = cache_path(source)
     return dest if dest.is_file() else export(source, dest)
 
 
