@@ -13,6 +13,10 @@
 2. A stitched whole-spine volume, 512×512×600 float32 at 0.5×0.5×1 mm (``t2_ms`` resampled to
    that grid and tiled four times along S–I, every other copy mirrored so that the cord is
    continuous): the same command, time and peak resident memory.
+3. A synthetic whole spine of the same size with another texture (:func:`textured_spine`: a
+   bright elliptic tube, semi-axes 14 × 10 voxels, along x = 256 + 30 sin(z/120),
+   y = 256 + 20 cos(z/90), in Gaussian noise N(100, 10), with a darker ring around it): the time
+   must follow the cord, not the input's texture.
 
 Each run is a fresh process; its peak RSS is read from ``wait4``. Prints medians of
 ``--repeats`` runs (the peer: ``--peer-repeats``) and the ratios.
@@ -118,6 +122,24 @@ def whole_spine(data: Path, path: Path) -> Path:
     return io.save(Image(volume, affine), path)
 
 
+def textured_spine(path: Path, seed: int = 0) -> Path:
+    """The synthetic whole spine of item 3 (float32, RAS, 0.5 × 0.5 × 1 mm)."""
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    shape = (512, 512, 600)
+    volume = rng.normal(100, 10, shape).astype(np.float32)
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    for z in range(shape[2]):
+        cx, cy = 256 + 30 * np.sin(z / 120), 256 + 20 * np.cos(z / 90)
+        r = ((x - cx) / 14) ** 2 + ((y - cy) / 10) ** 2
+        ring = (r > 1) & (r <= 2.2)
+        volume[:, :, z][ring] -= 40       # the darker ring (CSF-like contrast around the cord)
+        volume[:, :, z][r <= 1] += 100    # the bright tube
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return io.save(Image(volume, np.diag([0.5, 0.5, 1.0, 1.0])), path)
+
+
 def median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -135,7 +157,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--peer-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="msseg --threads (0: cores)")
-    parser.add_argument("--skip", default="", help="comma list of: peer, whole")
+    parser.add_argument("--skip", default="", help="comma list of: peer, whole, textured")
     parser.add_argument("--model", action="append", help="model name or folder (repeatable; "
                         "default lesion_ms_axial_t2)")
     parser.add_argument("--msseg", default=str(Path(sys.executable).with_name("msseg")),
@@ -178,6 +200,10 @@ def main() -> None:
         volume = whole_spine(args.data, args.work / "whole_spine" / "whole_T2w.nii.gz")
         for model, runs in interleaved(volume, max(1, args.repeats // 2)).items():
             report(f"msseg segment {Path(model).name}, whole spine 512×512×600", runs)
+    if "textured" not in skip:
+        volume = textured_spine(args.work / "whole_spine" / "textured_T2w.nii.gz")
+        for model, runs in interleaved(volume, max(1, args.repeats // 2)).items():
+            report(f"msseg segment {Path(model).name}, textured spine 512×512×600", runs)
 
 
 if __name__ == "__main__":

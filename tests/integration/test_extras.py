@@ -14,9 +14,14 @@ from msseg.extras import EXTRAS, require
 pytestmark = pytest.mark.data
 
 
+#: msseg modules that import an optional part at their top: imported again in each test
+USERS = ("msseg.training", "msseg.models.networks", "msseg.models.keras_torch",
+         "msseg.statistics", "msseg.longitudinal", "msseg.evaluation.raters")
+
+
 def _missing(monkeypatch, *modules: str) -> None:
     for name in list(sys.modules):
-        if name.split(".")[0] in modules:
+        if name.split(".")[0] in modules or name.startswith(USERS):
             monkeypatch.delitem(sys.modules, name)
     for name in modules:
         monkeypatch.setitem(sys.modules, name, None)   # `import name` now fails

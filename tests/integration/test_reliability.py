@@ -112,6 +112,46 @@ def test_output_paths_are_refused_before_any_work(tiny_model, tmp_path, capsys):
         assert sorted(tmp_path.rglob("*")) == before, argv  # nothing written, metrics.csv too
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_unwritable_locations_are_one_line_in_words(tiny_model, tmp_path, capsys):
+    """Outputs and --summary under /proc (root may "access" it but no file can be made there)
+    or /sys: one line naming the path, before any work, for segment, evaluate, centerline."""
+    model, images = tiny_model
+    mask = good_mask(tmp_path / "m_label-lesion_seg.nii.gz")
+    cases = [
+        ["segment", model, "-i", images[0], "-o", "/proc/msseg_out"],
+        ["segment", model, "-i", images[0], "-o", tmp_path / "o", "--qc", "/proc/msseg_qc"],
+        ["segment", model, "-i", images[0], "-o", "/sys/msseg_out"],
+        ["evaluate", "-p", mask, "-r", mask, "-o", "/proc/m.csv"],
+        ["evaluate", "-p", mask, "-r", mask, "-o", tmp_path / "m.csv", "--summary",
+         "/proc/s.csv"],
+        ["evaluate", "-p", mask, "-r", mask, "-o", tmp_path / "m.csv", "--per-lesion",
+         "/sys/l.csv"],
+        ["centerline", "-i", images[0], "-o", "/proc/msseg_c", "--method", "intensity"],
+        ["centerline", "-i", images[0], "-o", "/sys/msseg_c", "--method", "intensity"],
+    ]
+    before = sorted(tmp_path.rglob("*"))
+    for argv in cases:
+        assert main([str(a) for a in argv]) == 1, argv
+        line = one_error_line(capsys)
+        assert "cannot write here" in line and ("/proc" in line or "/sys" in line), line
+        assert "Errno" not in line and "internal error" not in line, line
+        assert sorted(tmp_path.rglob("*")) == before, argv
+
+
+def test_a_failing_write_is_one_line_naming_the_file(monkeypatch, capsys):
+    """A write that fails during the work (a disk that fills, a mount gone read-only)."""
+    from msseg.cli import stats
+
+    def full(args):
+        raise OSError(28, "No space left on device", "/data/out/summary.csv")
+
+    monkeypatch.setattr(stats, "run", full)
+    assert main(["stats", "x.csv"]) == 1
+    line = one_error_line(capsys)
+    assert line == "msseg stats: error: /data/out/summary.csv: No space left on device"
+
+
 def test_closed_stdout_pipe_ends_quietly():
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(f"'{sys.executable}' -m msseg.cli.main segment --list | head -1",

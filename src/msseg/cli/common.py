@@ -56,6 +56,21 @@ def check_folder(folder: Path) -> None:
         raise MssegError(f"{folder}: cannot write here: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise MssegError(f"{folder}: cannot write here: {existing} is not writable")
+    _probe(folder, existing)
+
+
+def _probe(folder: Path, existing: Path) -> None:
+    """Create and remove a file in ``existing``: access() says yes to root everywhere, but
+    /proc, /sys and read-only mounts refuse to create files."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".msseg-probe-", dir=existing)
+    except OSError as exc:
+        raise MssegError(f"{folder}: cannot write here: {existing} does not take new files "
+                         f"({exc.strerror or exc})") from exc
+    os.close(fd)
+    os.unlink(name)
 
 
 def _key(path: Path) -> Path:

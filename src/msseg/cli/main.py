@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(exc, ModuleNotFoundError) and extra_of(exc.name) is not None:
             return _fail(args.command, f"error: {hint(exc.name)}", 1)   # a missing extra
+        if isinstance(exc, OSError) and exc.filename and not os.environ.get("MSSEG_DEBUG"):
+            # a file msseg could not read or write (a full disk, a mount gone read-only)
+            return _fail(args.command, f"error: {exc.filename}: {exc.strerror or exc}", 1)
         if os.environ.get("MSSEG_DEBUG"):
             raise
         from msseg.io import describe
