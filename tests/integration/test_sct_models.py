@@ -302,3 +302,38 @@ def test_lesion_model_without_its_cnn1_uses_mssegs_stage_1(shared_data, sct_mode
     distance = [np.hypot(*(result.centerline.voxels[z] - np.asarray(c))) * sct.INPLANE_MM
                 for z, c in theirs.items() if result.centerline.detected[z]]
     assert len(distance) >= 15 and np.median(distance) <= 1.0
+
+
+@pytest.mark.slow
+def test_contract_bids_batch_and_qc(shared_data, sct_models, tmp_path, monkeypatch):
+    """The contract of every task: a BIDS tree in, BIDS derivatives out (SCT's threshold in
+    the sidecars, no post-processing), two local worker processes, a QC page; the masks
+    equal those of one scan at a time."""
+    import shutil
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "store"))
+    assert main(["models", "import", str(sct_models / "t2s_lesion.h5")]) == 0
+    root = tmp_path / "bids"
+    (root / "sub-01" / "anat").mkdir(parents=True)
+    (root / "sub-02" / "anat").mkdir(parents=True)
+    (root / "dataset_description.json").write_text(json.dumps(
+        {"Name": "t", "BIDSVersion": "1.10.0"}))
+    shutil.copy(shared_data / "spine/sct_2014_testing/errsm_18/gre/gre.nii.gz",
+                root / "sub-01" / "anat" / "sub-01_T2star.nii.gz")
+    shutil.copy(shared_data / "spine/sct_testing_data/t2s/t2s_uncropped.nii.gz",
+                root / "sub-02" / "anat" / "sub-02_T2star.nii.gz")
+    assert main(["segment", "sct_lesion_t2s", "-i", str(root), "--jobs", "2", "--qc",
+                 str(tmp_path / "qc")]) == 0
+    deriv = root / "derivatives" / "msseg"
+    for sub in ("sub-01", "sub-02"):
+        stem = deriv / sub / "anat" / f"{sub}_label-lesion_desc-T2star_mask"
+        sidecar = json.loads(stem.with_suffix(".json").read_text())
+        assert sidecar["Threshold"] == 0.1 and sidecar["Postprocessing"] is None
+        alone = tmp_path / f"alone_{sub}"
+        image = root / sub / "anat" / f"{sub}_T2star.nii.gz"
+        assert main(["segment", "sct_lesion_t2s", "-i", str(image), "-o", str(alone)]) == 0
+        assert (np.asarray(nib.load(f"{stem}.nii.gz").dataobj) == np.asarray(nib.load(
+            alone / f"{sub}_T2star_label-lesion_seg.nii.gz").dataobj)).all()
+    assert (tmp_path / "qc" / "index.html").is_file()
+    assert json.loads((deriv / "dataset_description.json").read_text())["DatasetType"] == \
+        "derivative"
