@@ -157,6 +157,7 @@ def test_import_list_and_segment_cli(shared_data, sct_models, sct_reference, tmp
                  "sct_centerline_t2s", "sct_centerline_dwi"):
         assert f"== {name} [imported]" in listing
     assert "211 MR volumes" in listing and "Not trained by msseg" in listing
+    assert f"source file: {sct_models / 't2_ax_lesion.h5'}" in listing
     assert main(["models", "import-sct", str(sct_models)]) == 1
     assert "--overwrite" in capsys.readouterr().err
     image = shared_data / CASES["t2_ms"][0]

@@ -287,7 +287,7 @@ def card(model: SctModel, manifest: dict | None = None) -> str:
              "(Gros et al. 2019, NeuroImage 184:901-915); the weights come from the user's "
              "disk and are not distributed with msseg.", "",
              f"- trained on (SCT's model README): {trained}",
-             f"- source file: {model.main.source}"]
+             f"- source file: {manifest['network']['source'] if manifest else model.main.source}"]
     if manifest is not None:
         lines.append(f"- sha256: {manifest['network']['sha256']}")
         lines.append(f"- imported into msseg: {manifest['imported']}")
