@@ -47,11 +47,3 @@ def require(module: str, what: str) -> ModuleType:
     except ImportError as exc:
         raise MssegError(hint(module, what)) from exc
 
-
-def available(module: str) -> bool:
-    from importlib.util import find_spec
-
-    try:
-        return find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
