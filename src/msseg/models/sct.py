@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -149,7 +150,7 @@ def export(source: Path, dest: Path) -> Path:
     model = read_keras(source)
     shape = tuple(1 if s is None else s for s in model.spatial_shape)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")   # workers may export at once
     export_onnx(build_module(model), tmp, (1, model.in_channels, *shape),
                 dynamic_spatial=any(s is None for s in model.spatial_shape))
     tmp.replace(dest)
