@@ -22,10 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from msseg import io
-    from msseg.extras import require
-
-    for module in ("statsmodels", "scikit_posthocs"):
-        require(module, "msseg stats")
     from msseg.statistics import compare, load_groups, raincloud
 
     check_outputs((args.output, args.plot), args.overwrite)

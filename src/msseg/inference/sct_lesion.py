@@ -1,8 +1,8 @@
 """SCT's released lesion models (``sct_deepseg_lesion``) run by msseg, with SCT's values.
 
 The pipeline of :mod:`msseg.preprocess.sct`, computed only on the 48 × 48 crops (no whole-grid
-float64 image, no intermediate file, one ONNX Runtime session per model, every chunk of a scan
-in one batch). The centerline, per axial slice of SCT's 0.5 mm grid:
+float64 image, no intermediate file, one ONNX Runtime session per model, loaded once per
+process). The centerline, per axial slice of SCT's 0.5 mm grid:
 
 * ``centerline_mask`` given (``msseg segment --centerline FILE``, SCT's ``-centerline file``):
   the file (a centerline or a cord mask, on the input's grid) in RPI, linearly resampled to the
@@ -23,7 +23,7 @@ import numpy as np
 
 from msseg.centerline.detect import Centerline
 from msseg.errors import MssegError
-from msseg.image import Image
+from msseg.image import Image, bounding_box
 from msseg.inference.segment import SegmentOptions, SegmentResult, check_image, finish
 from msseg.models.sct import SctModel
 from msseg.preprocess import sct
@@ -157,8 +157,6 @@ def file_centres(mask: Image, image: Image, grid: SctGrid, name: str) -> dict:
     data = to_rpi(mask, copy=False).data
     if not np.any(data):
         raise MssegError(f"{name}: the centerline file is empty")
-    from msseg.image import bounding_box
-
     found = bounding_box(data != 0)
     box = tuple(_output_range(b, f, n) for b, f, n in zip(found, grid.factor, grid.shape,
                                                             strict=True))
@@ -253,7 +251,7 @@ def crop_to_native(patch: np.ndarray, x0: int, y0: int, grid: SctGrid
                        slice(0, 0), pos[keep] - lo[a]))
     if not all(len(r[1]) for r in ranges):
         return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), np.float32)
-    values = sct._separable_linear(part, [ranges[0][1], ranges[1][1]])
+    values = sct.linear_at(part, [ranges[0][1], ranges[1][1]])
     return (ranges[0][0], ranges[1][0]), values.astype(np.float32)
 
 

@@ -85,15 +85,10 @@ def sample(data: np.ndarray, factors, out_shape: tuple[int, ...],
     box = box or tuple(slice(0, n) for n in out_shape)
     axes = [np.arange(b.start, b.stop) * float(f) for b, f in zip(box, factors, strict=True)]
     source = data if data.dtype == np.float32 else np.asarray(data, np.float64)
-    if all(np.array_equal(a, np.round(a)) for a in axes):   # integer positions: a copy
-        index = tuple(np.clip(a.astype(int), 0, n - 1)[(slice(None),) + (None,) * (len(axes)
-                      - i - 1)] for i, (a, n) in enumerate(zip(axes, data.shape, strict=True)))
-        return np.asarray(source[index], dtype)
-    out = _separable_linear(source, axes)
-    return out.astype(dtype, copy=False)
+    return linear_at(source, axes).astype(dtype, copy=False)
 
 
-def _separable_linear(data: np.ndarray, axes: list[np.ndarray]) -> np.ndarray:
+def linear_at(data: np.ndarray, axes: list[np.ndarray]) -> np.ndarray:
     """Trilinear interpolation on a separable grid of positions (edges clamped), one axis at
     a time — the same values as ``scipy.ndimage.map_coordinates(order=1, mode='nearest')``
     at those positions. Only the input voxels the positions reach are read."""
