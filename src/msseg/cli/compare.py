@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     inputs = [p for p in (args.baseline, args.followup, args.baseline_image,
                           args.followup_image) if p is not None]
     check_outputs(outputs, args.overwrite, inputs=inputs)
+    if args.baseline_image is not None or args.followup_image is not None:
+        from msseg.extras import require  # before the inputs are read and checked
+
+        require("SimpleITK", "compare with images (registration)")
     images = [io.load(p) if p is not None else None for p in (args.baseline_image,
                                                                 args.followup_image)]
     result = compare(io.load(args.baseline), io.load(args.followup), *images,

@@ -296,6 +296,9 @@ def run_batch(jobs: list[Job], n_jobs: int = 1, dask_scheduler: str | None = Non
 
 
 def _run_dask(jobs, address: str, worker, finish) -> None:
+    from msseg.extras import require  # (run_batch is API too: the CLI checks earlier)
+
+    require("dask.distributed", "--dask-scheduler")
     from dask.distributed import Client
     from dask.distributed import as_completed as dask_completed
 
