@@ -19,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from msseg import __version__
 from msseg.cli import (
+    agree,
     centerline,
     compare,
     dataset,
@@ -38,7 +39,7 @@ from msseg.cli import (
 from msseg.errors import MssegError
 
 SUBCOMMANDS = (segment, models, centerline, stitch, straighten, warp, normalize, evaluate,
-               stats, compare, dataset, train, experiment, demo, info)
+               stats, agree, compare, dataset, train, experiment, demo, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
