@@ -11,9 +11,12 @@ import pytest
 from msseg import io
 from msseg.data.lesion_synthesis import (
     LESION_APPEARANCE,
+    CrossSections,
     LesionPrior,
+    SynthesisResult,
     prior_for_contrast,
     synthesize_lesions,
+    thick_slices,
 )
 from msseg.data.synthetic_spine import (
     CONTRAST_TISSUES,
@@ -24,6 +27,7 @@ from msseg.data.synthetic_spine import (
     synthetic_contrast_spine,
     synthetic_spine,
 )
+from msseg.image import Image
 from msseg.preprocess.orient import reorient
 from msseg.synth import make_phantom
 
@@ -170,3 +174,91 @@ def test_default_synthetic_spines_are_unchanged_by_the_contrast_options():
     assert SpineConfig().tissues is None and SpineConfig().thick_axis == 2
     with pytest.raises(ValueError, match="PSIR"):
         contrast_config("T2w")
+
+
+# ------------------------------------------------------------- calibrated placement and profile
+
+def _disc_cord(shape=(41, 41, 12), radius=12.0):
+    """A round cord (RPI grid, 1 mm voxels) whose outer part is 100 and inner part 150."""
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    dist = np.hypot(x - shape[0] // 2, y - shape[1] // 2)
+    cord = np.repeat((dist <= radius)[:, :, None], shape[2], axis=2)
+    data = np.where(cord, np.where(dist[:, :, None] <= radius * 0.5, 150.0, 100.0), 20.0)
+    return Image(data.astype(np.float32), np.eye(4)), Image(cord.astype(np.uint8), np.eye(4))
+
+
+def test_cross_sections_depth_and_columns():
+    _, cord = _disc_cord()
+    sections = CrossSections(cord.data > 0, np.ones(3))
+    c = 20
+    assert sections.r[c, c, 5] == pytest.approx(0.0, abs=1e-6)         # deepest point
+    assert sections.r[c + 12, c, 5] == pytest.approx(1 - 1 / 13, abs=0.01)   # next to the edge
+    assert sections.column[c, c - 10, 5] == 0          # posterior (y decreasing): dorsal
+    assert sections.column[c, c + 10, 5] == 2          # anterior: ventral
+    assert sections.column[c - 10, c, 5] == sections.column[c + 10, c, 5] == 1   # lateral
+    assert not sections.outer[c, c, 5] and sections.outer[c + 9, c, 5]
+
+
+@pytest.mark.parametrize("column", [0, 1, 2])
+def test_white_matter_placement_draws_in_the_chosen_column(column):
+    _, cord = _disc_cord()
+    sections = CrossSections(cord.data > 0, np.ones(3))
+    weights = tuple(float(i == column) for i in range(3))
+    prior = LesionPrior(placement="white-matter", white_matter_share=1.0,
+                        column_weights=weights)
+    rng = np.random.default_rng(0)
+    centres = np.array([sections.draw_centre(rng, prior) for _ in range(200)])
+    r = sections.r[tuple(centres.T)]
+    assert (r >= 0.45).all() and (r <= 0.9).all()
+    assert (sections.column[tuple(centres.T)] == column).all()
+    uniform = replace(prior, white_matter_share=0.0)
+    anywhere = np.array([sections.draw_centre(rng, uniform) for _ in range(400)])
+    assert (sections.r[tuple(anywhere.T)] < 0.45).mean() > 0.1      # grey matter too
+
+
+def test_white_matter_reference_and_peaked_profile():
+    image, cord = _disc_cord(shape=(41, 41, 30))
+    flat = LesionPrior(contrast_range=(1.5, 1.5), contrast_reference="white-matter")
+    result = synthesize_lesions(image, cord, seed=1, prior=flat, n_lesions=1)
+    full = result.fraction.data == 1
+    increment = result.image.data - image.data
+    assert full.any()
+    np.testing.assert_allclose(increment[full], 0.5 * 100.0, rtol=1e-5)   # (c − 1) · WM
+    peaked = replace(flat, profile_edge=0.6)
+    result = synthesize_lesions(image, cord, seed=1, prior=peaked, n_lesions=1)
+    increment = (result.image.data - image.data)[result.lesion.data > 0]
+    assert increment.max() <= 50.0 + 1e-3 and increment.max() > 0.9 * 50.0   # the centre
+    assert increment.min() < 0.75 * increment.max()                        # a fainter rim
+    np.testing.assert_array_equal(result.lesion.data,
+                                  synthesize_lesions(image, cord, seed=1, prior=flat,
+                                                     n_lesions=1).lesion.data)
+
+
+def test_unknown_placement_is_refused():
+    image, cord = _disc_cord()
+    with pytest.raises(ValueError, match="placement"):
+        synthesize_lesions(image, cord, prior=LesionPrior(placement="grey"))
+
+
+def test_thick_slices_average_groups_and_keep_world_positions():
+    image, cord = _disc_cord(shape=(41, 41, 23))
+    data = image.data.copy()
+    data += np.arange(23, dtype=np.float32)[None, None, :]       # a ramp along S–I
+    affine = np.diag([0.5, 0.5, 1.0, 1.0])
+    affine[:3, 3] = [-10, -10, 3]
+    image, cord = Image(data, affine), Image(cord.data, affine)
+    fraction = np.zeros(data.shape, np.float32)
+    fraction[18:22, 18:22, 5:8] = 1.0          # 3 of the 5 slices of group 1 -> 0.6
+    fraction[18:22, 18:22, 10:12] = 1.0        # 2 of 5 in group 2 -> 0.4: not labelled
+    result = SynthesisResult(image, Image((fraction >= 0.5).astype(np.uint8), affine),
+                             Image(fraction, affine), [])
+    thick, thick_cord, lesion = thick_slices(result, cord, 5.0)
+    assert thick.shape == (41, 41, 4) and thick.spacing == pytest.approx((0.5, 0.5, 5.0))
+    np.testing.assert_allclose(thick.data[0, 0], 20 + np.array([2, 7, 12, 17]))  # group means
+    # slice g is centred on its group: world z of old slices 5g..5g+4 averaged
+    centres = thick.world_coordinates(np.array([[0, 0, g] for g in range(4)]))[:, 2]
+    np.testing.assert_allclose(centres, 3 + 5 * np.arange(4) + 2)
+    assert lesion.data[:, :, 1].sum() == 16 and lesion.data[:, :, [0, 2, 3]].sum() == 0
+    assert thick_cord.data[20, 20].all() and not thick_cord.data[0, 0].any()
+    with pytest.raises(ValueError, match="at least 2"):
+        thick_slices(result, cord, 15.0)

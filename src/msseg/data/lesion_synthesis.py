@@ -19,6 +19,27 @@ scan with a mean of about 3, ~18% of scans lesion-free, lesions elongated along 
   the real voxel keeps the scan's own noise texture, so noise is matched to the image; voxels
   with f = 0 are unchanged.
 
+Calibrated options (defaults keep the draws and images above exactly; the calibrated prior,
+:data:`CALIBRATED`, is measured against SCT's released real-data models in
+``recipes/lesion_calibration``):
+
+* ``placement="white-matter"``: with probability ``white_matter_share`` the centre is drawn in
+  the cord's outer part (``r`` in [0.45, 0.9], where ``r = 1 − depth / max depth`` on the axial
+  slice: 0 at the slice's deepest point, 1 on the cord's edge; the grey matter's bulk lies
+  inside ``r`` = 0.45), in the dorsal, lateral or ventral column (``column_weights``: the
+  angle from the slice's centre within 35° of posterior, within 35° of anterior, or between),
+  otherwise anywhere in the cord. MS cord lesions sit mostly in the lateral and dorsal
+  columns (Kearney et al., Nat Rev Neurol 2015; Eden et al., Brain 2019); the shares are this
+  project's choice, not published values;
+* ``contrast_reference="white-matter"``: ``I_cord`` is the median of the slice's outer part
+  (``r`` in [0.45, 0.9]) instead of the whole cord's, so ``c`` is the lesion / white matter
+  ratio;
+* ``profile_edge`` = e: the painted increment falls from the lesion's centre to its surface as
+  ``1 − e·ρ²`` (``ρ``: the normalised ellipsoid radius), so ``c`` is the lesion's peak ratio and
+  its rim is fainter, as real lesions' edges are (0: a plateau, as before);
+* :func:`thick_slices` averages groups of axial slices (a thick-slice acquisition) of an image
+  and its lesion fraction, so that lesions are partial-volumed as on 5–7.5 mm axial scans.
+
 The lesion mask is ``f ≥ 0.5`` (restricted to the cord mask). A drawn lesion too small to
 cover half of any voxel at this resolution is not painted at all, so the image never holds a
 hyperintensity that the mask does not label.
@@ -47,6 +68,11 @@ class LesionPrior:
     elongation_range: tuple[float, float] = (1.5, 3.0)
     contrast_range: tuple[float, float] = (1.4, 2.2)
     supersampling: int = 3
+    placement: str = "uniform"              # uniform | white-matter
+    white_matter_share: float = 0.8
+    column_weights: tuple[float, float, float] = (0.35, 0.5, 0.15)  # dorsal, lateral, ventral
+    contrast_reference: str = "cord"        # cord | white-matter
+    profile_edge: float = 0.0
 
     def draw_count(self, rng: np.random.Generator) -> int:
         if rng.random() < self.p_lesion_free:
@@ -79,6 +105,30 @@ LESION_APPEARANCE: dict[str, tuple[float, float]] = {
 }
 
 
+#: The calibrated appearance (``recipes/lesion_calibration``): the *peak* lesion / white-matter
+#: ratio of a lesion whose rim is fainter (``profile_edge`` 0.6), faint lesions included. On
+#: the real MS patient ``t2_ms`` the lesions of SCT's real-data model peak at 1.4–1.95 × the
+#: white matter and average 1.0–1.5 over their voxels (that recipe's table); the range reaches
+#: down to where lesions are about as bright as grey matter.
+CALIBRATED_CONTRAST: dict[str, tuple[float, float]] = {
+    "T2w": (1.2, 2.0),
+    "T2starw": (1.2, 2.0),
+    "MTS": (1.15, 1.6),
+}
+
+#: The calibrated prior (T2w): white-matter columns, white-matter reference, fainter rims.
+CALIBRATED = LesionPrior(contrast_range=CALIBRATED_CONTRAST["T2w"], placement="white-matter",
+                         contrast_reference="white-matter", profile_edge=0.6)
+
+
+def calibrated_prior(contrast: str, base: LesionPrior = CALIBRATED) -> LesionPrior:
+    """``base`` with the contrast's calibrated appearance (:data:`CALIBRATED_CONTRAST`)."""
+    if contrast not in CALIBRATED_CONTRAST:
+        known = ", ".join(sorted(CALIBRATED_CONTRAST))
+        raise ValueError(f"no calibrated lesion appearance for {contrast!r} (known: {known})")
+    return replace(base, contrast_range=CALIBRATED_CONTRAST[contrast])
+
+
 def prior_for_contrast(contrast: str, base: LesionPrior | None = None) -> LesionPrior:
     """``base`` (default :class:`LesionPrior`) with the contrast's lesion appearance."""
     base = base or LesionPrior()
@@ -100,29 +150,115 @@ def synthesize_lesions(image: Image, cord: Image, seed: int = 0,
                        prior: LesionPrior = LesionPrior(),
                        n_lesions: int | None = None) -> SynthesisResult:
     """Insert lesions into a real scan; returns the new image and lesion mask, native space."""
+    if prior.placement not in PLACEMENTS or prior.contrast_reference not in REFERENCES:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, contrast_reference cord or "
+                         "white-matter")
     rng = np.random.default_rng(seed)
     img_rpi, cord_rpi = to_rpi(image), to_rpi(cord)
     data = img_rpi.data.astype(np.float32)
     cord_mask = cord_rpi.data > 0.5
     n = prior.draw_count(rng) if n_lesions is None else n_lesions
     fraction = np.zeros(data.shape, np.float32)
+    profile = np.zeros(data.shape, np.float32)
     volumes = []
     if cord_mask.any():
         spacing = np.asarray(img_rpi.spacing)
         centre_of = _centerline(cord_mask)
         voxels = np.argwhere(cord_mask)
+        sections = CrossSections(cord_mask, spacing) if _needs_sections(prior) else None
         for _ in range(n):
             volume = prior.draw_volume(rng)
-            centre = voxels[rng.integers(len(voxels))]
-            if _add_ellipsoid(fraction, cord_mask, centre, centre_of, spacing, volume,
-                              rng.uniform(*prior.elongation_range), prior.supersampling):
+            centre = voxels[rng.integers(len(voxels))] if sections is None else \
+                sections.draw_centre(rng, prior)
+            if _add_ellipsoid(fraction, profile, cord_mask, centre, centre_of, spacing, volume,
+                              rng.uniform(*prior.elongation_range), prior.supersampling,
+                              prior.profile_edge):
                 volumes.append(volume)
+        white = prior.contrast_reference == "white-matter" and sections.outer.any()
+        reference = sections.outer if white else cord_mask
+    else:
+        reference = cord_mask
     lesion = (fraction >= 0.5) & cord_mask
-    new = data + fraction * _lesion_delta(data, cord_mask, rng, prior)
+    new = data + profile * _lesion_delta(data, reference, rng, prior)
     out_image = reorient_like(img_rpi.with_data(new.astype(np.float32)), image)
     out_lesion = reorient_like(img_rpi.with_data(lesion.astype(np.uint8)), image)
     out_fraction = reorient_like(img_rpi.with_data(fraction), image)
     return SynthesisResult(out_image, out_lesion, out_fraction, volumes)
+
+
+PLACEMENTS = ("uniform", "white-matter")
+REFERENCES = ("cord", "white-matter")
+OUTER_R = (0.45, 0.9)     # the cord's outer part: white matter, without the edge's partial volume
+COLUMN_HALF_ANGLE_DEG = 35.0
+
+
+def _needs_sections(prior: LesionPrior) -> bool:
+    return prior.placement == "white-matter" or prior.contrast_reference == "white-matter"
+
+
+class CrossSections:
+    """Per axial slice (RPI: x R→L, y P→A) of a cord mask: each cord voxel's normalised depth
+    ``r`` and white-matter column (see module)."""
+
+    def __init__(self, cord: np.ndarray, spacing: np.ndarray):
+        from scipy import ndimage
+
+        self.r = np.ones(cord.shape, np.float32)
+        self.column = np.zeros(cord.shape, np.int8)     # 0 dorsal, 1 lateral, 2 ventral
+        for k in np.flatnonzero(cord.any(axis=(0, 1))):
+            section = cord[:, :, k]
+            depth = ndimage.distance_transform_edt(section, sampling=spacing[:2])
+            self.r[:, :, k] = np.where(section, 1 - depth / depth.max(), 1)
+            xy = np.argwhere(section)
+            dx, dy = ((xy - xy.mean(0)) * spacing[:2]).T
+            angle = np.degrees(np.arctan2(np.abs(dx), dy))   # 0 anterior, 180 posterior
+            kind = np.where(angle >= 180 - COLUMN_HALF_ANGLE_DEG, 0,
+                            np.where(angle <= COLUMN_HALF_ANGLE_DEG, 2, 1))
+            self.column[xy[:, 0], xy[:, 1], k] = kind
+        self.cord = cord
+        self.outer = cord & (self.r >= OUTER_R[0]) & (self.r <= OUTER_R[1])
+
+    def draw_centre(self, rng: np.random.Generator, prior: LesionPrior) -> np.ndarray:
+        """A lesion centre by the prior's placement (the whole cord where a column is empty)."""
+        candidates = self.cord
+        if prior.placement == "white-matter" and rng.random() < prior.white_matter_share:
+            weights = np.asarray(prior.column_weights, float)
+            column = rng.choice(3, p=weights / weights.sum())
+            chosen = self.outer & (self.column == column)
+            if chosen.any():
+                candidates = chosen
+        voxels = np.argwhere(candidates)
+        return voxels[rng.integers(len(voxels))]
+
+
+def thick_slices(result: SynthesisResult, cord: Image, thickness_mm: float
+                 ) -> tuple[Image, Image, Image]:
+    """The synthesised scan as a thick-slice axial acquisition: (image, cord, lesion).
+
+    In RPI, groups of ``n = round(thickness_mm / slice spacing)`` consecutive axial slices are
+    averaged (the image, the lesion fraction and the cord mask; slices left over at the top
+    that do not fill a group are dropped), on a grid ``n`` times coarser along S–I whose
+    slices are centred on their groups. The lesion mask is the averaged fraction ≥ 0.5 inside
+    the averaged cord ≥ 0.5, the cord mask the averaged cord ≥ 0.5: partial volume as on
+    5–7.5 mm axial scans. Returned in RPI (an axial acquisition's own orientation).
+    """
+    image = to_rpi(result.image)
+    n = int(round(thickness_mm / image.spacing[2]))
+    if n < 1 or image.shape[2] // n < 2:
+        raise ValueError(f"{thickness_mm} mm slices of a {image.shape[2]}-slice scan at "
+                         f"{image.spacing[2]:.3g} mm: need at least 2 thick slices")
+    groups = image.shape[2] // n
+
+    def average(data: np.ndarray) -> np.ndarray:
+        data = data[:, :, : groups * n].astype(np.float32)
+        return data.reshape(*data.shape[:2], groups, n).mean(axis=3)
+
+    affine = image.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, n, (n - 1) / 2],
+                                      [0, 0, 0, 1]], float)
+    cord_avg = average(to_rpi(cord).data > 0.5)
+    lesion = (average(to_rpi(result.fraction).data) >= 0.5) & (cord_avg >= 0.5)
+    return (Image(average(image.data), affine), Image((cord_avg >= 0.5).astype(np.uint8), affine),
+            Image(lesion.astype(np.uint8), affine))
 
 
 def write_lesion_versions(image_path: Path, cord_path: Path, out: Path, stem: str,
@@ -164,8 +300,11 @@ def _direction(centres: np.ndarray, k: int, spacing: np.ndarray) -> np.ndarray:
     return d / np.linalg.norm(d)
 
 
-def _add_ellipsoid(fraction, cord, centre, centres, spacing, volume, elongation, sub):
-    """Add the supersampled ellipsoid ∩ cord fraction to ``fraction`` (max-combined).
+def _add_ellipsoid(fraction, profile, cord, centre, centres, spacing, volume, elongation, sub,
+                   edge=0.0):
+    """Add the supersampled ellipsoid ∩ cord fraction to ``fraction`` and its intensity
+    profile (``1 − edge·ρ²`` averaged over the voxel's sub-samples inside) to ``profile``
+    (both max-combined).
 
     Returns False (and paints nothing) when no voxel would reach a fraction of 0.5.
     """
@@ -180,22 +319,28 @@ def _add_ellipsoid(fraction, cord, centre, centres, spacing, volume, elongation,
     shape = tuple(hi - lo)
     grid = np.indices(shape, dtype=np.float32).reshape(3, -1).T + lo - centre
     inside = np.zeros(len(grid), np.float32)
+    weight = np.zeros(len(grid), np.float32)
     for ox in offsets:
         for oy in offsets:
             for oz in offsets:
                 mm = (grid + [ox, oy, oz]) * spacing
                 along = mm @ axis
                 across2 = (mm**2).sum(1) - along**2
-                inside += (across2 / radius**2 + (along / half_length) ** 2) <= 1
+                rho2 = across2 / radius**2 + (along / half_length) ** 2
+                hit = rho2 <= 1
+                inside += hit
+                weight += hit * (1 - edge * rho2)
     local = (inside / sub**3).reshape(shape) * cord[box]
     if not (local >= 0.5).any():
         return False
     np.maximum(fraction[box], local, out=fraction[box])
+    np.maximum(profile[box], (weight / sub**3).reshape(shape) * cord[box], out=profile[box])
     return True
 
 
 def _lesion_delta(data, cord, rng, prior: LesionPrior) -> np.ndarray:
-    """(c − 1) · median cord intensity of each slice (neighbouring slices where empty)."""
+    """(c − 1) · median intensity of each slice's ``cord`` voxels (the whole cord or its
+    outer part; neighbouring slices where empty)."""
     contrast = rng.uniform(*prior.contrast_range)
     slices = np.flatnonzero(cord.any(axis=(0, 1)))
     if slices.size == 0:
