@@ -7,8 +7,17 @@ validation: errsm_24 (sagittal T2w, axial MT) and sub-unf01 (T2w, T2*w, T1w).
 
 Usage: .venv/bin/python recipes/lesion_ms_axial_t2/build_data.py [--shared ../shared/data]
          [--out work/lesion_ms_axial_t2] [--versions 5] [--synthetic 40]
+         [--calibrated 4 --thick 4]
 Writes images and masks under OUT/data/ and the dataset index OUT/dataset.json (fold 0 =
 validation, fold 1 = training).
+
+``--calibrated N --thick M`` (the calibration of recipes/lesion_calibration) add to the
+training fold only, the validation fold staying as it was: N more versions of each
+hyperintense-contrast training scan with lesions of the calibrated prior (white-matter columns,
+faint to bright, fainter rims: msseg.data.lesion_synthesis.calibrated_prior), and for each
+sagittal 1 mm T2w training scan M thick-slice axial versions (5 or 7 mm, as axial T2w is often
+acquired, lesions synthesised at 1 mm then partial-volumed: thick_slices) plus one without
+lesions.
 """
 
 from __future__ import annotations
@@ -17,10 +26,17 @@ import argparse
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 
 from msseg import io
 from msseg.data.index import Record, save_index
-from msseg.data.lesion_synthesis import LesionPrior, write_lesion_versions
+from msseg.data.lesion_synthesis import (
+    LesionPrior,
+    calibrated_prior,
+    synthesize_lesions,
+    thick_slices,
+    write_lesion_versions,
+)
 from msseg.data.synthetic_spine import synthetic_spine
 
 # (patient, contrast, image, cord mask, lesion mask or None), relative to shared/data/spine
@@ -88,6 +104,44 @@ def real_cases(spine: Path, out: Path, entries, fold: int, versions: int, seed0:
     return records
 
 
+def calibrated_cases(spine: Path, out: Path, entries, versions: int, seed0: int
+                     ) -> list[Record]:
+    """``versions`` copies of each hyperintense-contrast training scan with calibrated lesions."""
+    records = []
+    for k, (patient, contrast, image, cord, lesion) in enumerate(entries):
+        if contrast not in HYPERINTENSE or lesion is not None or versions == 0:
+            continue
+        seeds = [seed0 + 100 * k + v for v in range(versions)]
+        for paths in write_lesion_versions(spine / f"{image}.nii.gz", spine / f"{cord}.nii.gz",
+                                           out, f"{patient}_{contrast}_cal", seeds,
+                                           calibrated_prior(contrast)):
+            records.append(record(*paths, patient, contrast, 1))
+    return records
+
+
+def thick_cases(spine: Path, out: Path, entries, versions: int, seed0: int) -> list[Record]:
+    """Thick-slice axial versions of the sagittal 1 mm T2w training scans (see module)."""
+    records = []
+    for k, (patient, contrast, image, cord, lesion) in enumerate(entries):
+        img_path = spine / f"{image}.nii.gz"
+        if contrast != "T2w" or lesion is not None or versions == 0 or \
+                nib.aff2axcodes(nib.load(str(img_path)).affine)[2] in ("S", "I"):
+            continue                                  # axial already, or a painted lesion
+        scan, mask = io.load(img_path), io.load(spine / f"{cord}.nii.gz")
+        mask = mask.with_data((mask.data > 0.5).astype(np.uint8))
+        for v in range(versions + 1):
+            rng = np.random.default_rng(seed0 + 100 * k + v)
+            result = synthesize_lesions(scan, mask, seed=seed0 + 100 * k + v,
+                                        prior=calibrated_prior("T2w"),
+                                        n_lesions=0 if v == versions else None)
+            thickness = float(rng.choice([5.0, 7.0]))
+            paths = [out / f"{patient}_T2w_thick{v}{s}.nii.gz" for s in ("", "_cord", "_lesion")]
+            for made, path in zip(thick_slices(result, mask, thickness), paths, strict=True):
+                io.save(made, path)
+            records.append(record(*paths, patient, contrast, 1))
+    return records
+
+
 def synthetic_cases(pam50: Path, out: Path, n: int) -> list[Record]:
     records = []
     for i in range(n):
@@ -107,6 +161,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("work/lesion_ms_axial_t2"))
     parser.add_argument("--versions", type=int, default=5)
     parser.add_argument("--synthetic", type=int, default=40)
+    parser.add_argument("--calibrated", type=int, default=0,
+                        help="versions with calibrated lesions per hyperintense training scan")
+    parser.add_argument("--thick", type=int, default=0,
+                        help="thick-slice axial versions per sagittal T2w training scan")
     args = parser.parse_args()
     spine, data = args.shared / "spine", args.out / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -115,6 +173,8 @@ def main() -> None:
     val = real_cases(spine, data / "val", VALIDATION, 0, 2, 5000,
                      LesionPrior(p_lesion_free=0.0))
     train += synthetic_cases(spine / "PAM50", data / "synthetic", args.synthetic)
+    train += calibrated_cases(spine, data / "calibrated", TRAIN, args.calibrated, 7000)
+    train += thick_cases(spine, data / "thick", TRAIN, args.thick, 8000)
     save_index(train + val, args.out / "dataset.json")
     print(f"{len(train)} training and {len(val)} validation images -> {args.out}/dataset.json")
 

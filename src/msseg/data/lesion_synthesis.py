@@ -20,8 +20,8 @@ scan with a mean of about 3, ~18% of scans lesion-free, lesions elongated along 
   with f = 0 are unchanged.
 
 Calibrated options (defaults keep the draws and images above exactly; the calibrated prior,
-:data:`CALIBRATED`, is measured against SCT's released real-data models in
-``recipes/lesion_calibration``):
+:data:`CALIBRATED`, matches what ``recipes/lesion_calibration`` measured of the real lesions
+that SCT's released real-data model marks on the MS patient ``t2_ms``):
 
 * ``placement="white-matter"``: with probability ``white_matter_share`` the centre is drawn in
   the cord's outer part (``r`` in [0.45, 0.9], where ``r = 1 − depth / max depth`` on the axial
