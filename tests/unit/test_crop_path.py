@@ -5,6 +5,8 @@ box, the neighbourhood's slices on thick and thin grids, and ISA-L reading of .n
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -125,11 +127,33 @@ def test_slice_candidates_in_the_heatmap_box_equal_the_whole_slice(seed):
         r = rng.uniform(1, 8)
         xx, yy = np.ogrid[:70, :60]
         heat = np.maximum(heat, np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * r ** 2)))
-    options = CenterlineOptions(threshold=0.4, cord_radius_mm=1.5)
+    options = CenterlineOptions(threshold=0.4, cord_radius_mm=1.5, refine=False)
     got = slice_candidates(heat, (0.5, 0.7), options)
     want = _reference_candidates(heat, (0.5, 0.7), options)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    # refined: each candidate moves to its component's heat-weighted centre of mass, the
+    # scores stay
+    refined = slice_candidates(heat, (0.5, 0.7), replace(options, refine=True))
+    np.testing.assert_allclose(refined[1], want[1], rtol=1e-12)
+    labels, _ = ndimage.label(heat > options.threshold)
+    for peak, centre in zip(want[0], refined[0], strict=True):
+        own = labels == labels[tuple(peak.astype(int))]
+        com = np.array(ndimage.center_of_mass(np.where(own, heat, 0)))
+        expected = com if own[tuple(np.round(com).astype(int))] else peak
+        np.testing.assert_allclose(centre, expected, atol=1e-9)
+
+
+def test_refined_candidate_is_the_sub_voxel_centre_or_the_deepest_voxel():
+    options = CenterlineOptions(threshold=0.5, cord_radius_mm=1.0)
+    xx, yy = np.mgrid[:40, :40]
+    blob = np.exp(-((xx - 20.3) ** 2 / 30 + (yy - 17.6) ** 2 / 12)).astype(np.float32)
+    (centre,), _ = slice_candidates(blob, (0.5, 0.5), options)
+    np.testing.assert_allclose(centre, [20.3, 17.6], atol=0.06)   # not the voxel 20, 18
+    ring = ((np.hypot(xx - 20, yy - 20) > 6) & (np.hypot(xx - 20, yy - 20) < 10)
+            & (yy > 14)).astype(np.float32)                       # a C: its centre is outside
+    (peak,), _ = slice_candidates(ring, (0.5, 0.5), options)
+    assert ring[tuple(peak.astype(int))] == 1
 
 
 def test_neighbourhood_of_thick_slices_holds_each_slices_own_cord_positions():

@@ -4,10 +4,12 @@ All arrays are on an RPI grid (axis 2 = inferior -> superior). A heatmap is a co
 per voxel: CNN1's output (:func:`cnn_heatmap`) or, for the baseline, a blob response of the
 intensities (:func:`intensity_heatmap`). Per slice the heatmap is thresholded; each connected
 component's Euclidean distance map (in mm) gives one candidate at its deepest point, scored by
-``mean probability × min(1, depth / cord_radius_mm)``. :func:`msseg.centerline.optimize.
-optimal_path` picks at most one candidate per slice; slices it skips are interpolated linearly
-between chosen ones (held constant beyond the ends), then the curve is smoothed along S–I with a
-Gaussian of ``smoothing_mm``.
+``mean probability × min(1, depth / cord_radius_mm)``, and placed at the component's
+heat-weighted centre of mass when that lies inside it (``refine``: sub-voxel, nearer the cord's
+own centre than the deepest voxel). :func:`msseg.centerline.optimize.optimal_path` picks at
+most one candidate per slice; slices it skips are interpolated linearly between chosen ones
+(held constant beyond the ends), then the curve is smoothed along S–I with a Gaussian of
+``smoothing_mm``, raised towards one slice on thick slices (at most twice ``smoothing_mm``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class CenterlineOptions:
     smoothing_mm: float = 3.0
     slice_step_mm: float = 0.0   # heatmap on slices this far apart (0: every slice); the
     cost: PathCost = PathCost()  # optimal path bridges the slices in between
+    refine: bool = True          # a candidate's position: its component's centre of mass
+    thick_smoothing: bool = True  # raise the smoothing towards a slice on thick slices
 
     def slices(self, nz: int, dz: float) -> np.ndarray:
         """Indices of the slices that get a heatmap (always the first and the last)."""
@@ -76,11 +80,24 @@ def slice_candidates(heat: np.ndarray, spacing: tuple[float, float],
         deepest[i] = inside.max()
         tied = np.argwhere(inside == deepest[i])
         at = tied[np.argmin(((tied - tied.mean(axis=0)) ** 2).sum(axis=1))]
+        if options.refine:
+            at = _centre_of_mass_in(heat[box][part], own, at)
         peaks[i] = at + [b.start + p.start for b, p in zip(box, part, strict=True)]
         mean_p[i] = float(heat[box][part][own].mean(dtype=np.float64))
     scores = mean_p * np.minimum(1.0, deepest / options.cord_radius_mm)
     order = np.argsort(-scores, kind="stable")[:options.max_candidates]
     return peaks[order], scores[order]
+
+
+def _centre_of_mass_in(heat: np.ndarray, own: np.ndarray, deepest: np.ndarray) -> np.ndarray:
+    """The heatmap-weighted centre of mass of a component (sub-voxel), or its deepest voxel
+    when the centre of mass falls outside it (a bent or two-lobed component)."""
+    weights = np.where(own, heat, 0.0).astype(np.float64)
+    centre = np.array(ndimage.center_of_mass(weights))
+    inside = np.round(centre).astype(int)
+    if np.all((inside >= 0) & (inside < own.shape)) and own[tuple(inside)]:
+        return centre
+    return deepest.astype(float)
 
 
 def centerline_from_heatmap(heat: np.ndarray, grid: Image,
@@ -108,10 +125,21 @@ def centerline_from_candidates(cands: list[tuple[np.ndarray, np.ndarray]], affin
         for k in np.flatnonzero(chosen):
             voxels[k] = cands[k][0][choice[k]]
         voxels = _fill(voxels, chosen)
-        sigma = options.smoothing_mm / spacing[2]
+        smoothing = _smoothing_mm(options.smoothing_mm, spacing[2]) if \
+            options.thick_smoothing else options.smoothing_mm
+        sigma = smoothing / spacing[2]
         if sigma > 0:
             voxels = ndimage.gaussian_filter1d(voxels, sigma, axis=0, mode="nearest")
     return Centerline(voxels, chosen, np.array(affine, dtype=float))
+
+
+def _smoothing_mm(smoothing_mm: float, dz: float) -> float:
+    """The S–I smoothing of the centerline: ``smoothing_mm``, raised towards one slice (at most
+    twice ``smoothing_mm``) on thick slices, whose points are as noisy as thin slices' but
+    fewer (measured on 5 mm slices: tests/integration/test_stitch_straighten_real.py)."""
+    if smoothing_mm <= 0:
+        return 0.0
+    return max(smoothing_mm, min(dz, 2 * smoothing_mm))
 
 
 def _fill(points: np.ndarray, known: np.ndarray) -> np.ndarray:

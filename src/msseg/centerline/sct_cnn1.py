@@ -148,8 +148,11 @@ def _largest_centre(mask: np.ndarray) -> tuple[int, int] | None:
 def centerline_from_cnn1(result: Cnn1Result, affine: np.ndarray,
                          options: CenterlineOptions | None = None) -> Centerline:
     """msseg's optimal path through CNN1's components (one candidate per component of each
-    slice), on the RPI grid of ``affine``; slices from ``z_max`` up are left undetected."""
-    options = options or CenterlineOptions()
+    slice), on the RPI grid of ``affine``; slices from ``z_max`` up are left undetected.
+    By default candidates keep their deepest voxel and the smoothing its 3 mm on thick slices
+    too (``refine`` and ``thick_smoothing`` off): the agreement with SCT's own automatic runs
+    (tests/integration/test_sct_models.py) was measured so."""
+    options = options or CenterlineOptions(refine=False, thick_smoothing=False)
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     nz = result.probabilities.shape[2]
     top = nz if result.z_max is None else result.z_max

@@ -231,34 +231,39 @@ class CrossSections:
         return voxels[rng.integers(len(voxels))]
 
 
+def average_slices(image: Image, n: int) -> Image:
+    """``image`` in RPI with groups of ``n`` consecutive axial slices averaged (float32): a
+    thick-slice acquisition. Slices left over at the top that do not fill a group are dropped;
+    each new slice is centred on its group."""
+    rpi = to_rpi(image)
+    groups = rpi.shape[2] // n
+    if n < 1 or groups < 2:
+        raise ValueError(f"{n}-slice groups of a {rpi.shape[2]}-slice scan: need at least 2")
+    data = np.asarray(rpi.data[:, :, : groups * n], np.float32)
+    affine = rpi.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, n, (n - 1) / 2],
+                                    [0, 0, 0, 1]], float)
+    return Image(data.reshape(*data.shape[:2], groups, n).mean(axis=3), affine)
+
+
 def thick_slices(result: SynthesisResult, cord: Image, thickness_mm: float
                  ) -> tuple[Image, Image, Image]:
     """The synthesised scan as a thick-slice axial acquisition: (image, cord, lesion).
 
-    In RPI, groups of ``n = round(thickness_mm / slice spacing)`` consecutive axial slices are
-    averaged (the image, the lesion fraction and the cord mask; slices left over at the top
-    that do not fill a group are dropped), on a grid ``n`` times coarser along S–I whose
-    slices are centred on their groups. The lesion mask is the averaged fraction ≥ 0.5 inside
+    :func:`average_slices` with ``n = round(thickness_mm / slice spacing)`` of the image, the
+    lesion fraction and the cord mask. The lesion mask is the averaged fraction ≥ 0.5 inside
     the averaged cord ≥ 0.5, the cord mask the averaged cord ≥ 0.5: partial volume as on
     5–7.5 mm axial scans. Returned in RPI (an axial acquisition's own orientation).
     """
     image = to_rpi(result.image)
     n = int(round(thickness_mm / image.spacing[2]))
-    if n < 1 or image.shape[2] // n < 2:
+    if n < 1 or image.shape[2] // max(n, 1) < 2:
         raise ValueError(f"{thickness_mm} mm slices of a {image.shape[2]}-slice scan at "
                          f"{image.spacing[2]:.3g} mm: need at least 2 thick slices")
-    groups = image.shape[2] // n
-
-    def average(data: np.ndarray) -> np.ndarray:
-        data = data[:, :, : groups * n].astype(np.float32)
-        return data.reshape(*data.shape[:2], groups, n).mean(axis=3)
-
-    affine = image.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, n, (n - 1) / 2],
-                                      [0, 0, 0, 1]], float)
-    cord_avg = average(to_rpi(cord).data > 0.5)
-    lesion = (average(to_rpi(result.fraction).data) >= 0.5) & (cord_avg >= 0.5)
-    return (Image(average(image.data), affine), Image((cord_avg >= 0.5).astype(np.uint8), affine),
-            Image(lesion.astype(np.uint8), affine))
+    cord_avg = average_slices(cord.with_data(np.asarray(cord.data) > 0.5), n)
+    fraction = average_slices(result.fraction, n)
+    lesion = (fraction.data >= 0.5) & (cord_avg.data >= 0.5)
+    return (average_slices(image, n), cord_avg.with_data((cord_avg.data >= 0.5).astype(np.uint8)),
+            cord_avg.with_data(lesion.astype(np.uint8)))
 
 
 def write_lesion_versions(image_path: Path, cord_path: Path, out: Path, stem: str,

@@ -298,13 +298,16 @@ def complete_slices(geometry: Straightening, image: Image, radius_mm: float = 10
 def straightening_accuracy(straight_mask: Image, slices: np.ndarray | None = None) -> dict:
     """SCT's straightening accuracy: per straight slice holding cord (among ``slices``, a
     boolean per slice), the in-plane distance (mm) of the mask's centre of mass from the
-    straight line; maximum and RMS."""
+    straight line; maximum and RMS, and ``within_voxel``: the share of those slices whose
+    centre lies within one in-plane voxel of the line."""
     data = np.asarray(straight_mask.data) > 0
     centre = (np.asarray(data.shape[:2]) - 1) / 2
     spacing = np.asarray(straight_mask.spacing[:2])
     keep = data.any(axis=(0, 1)) & (True if slices is None else slices)
     centres = centerline_from_mask(data)[keep]
-    return _summary(np.linalg.norm((centres - centre) * spacing, axis=1))
+    distances = np.linalg.norm((centres - centre) * spacing, axis=1)
+    within = float((distances <= spacing.min()).mean()) if distances.size else float("nan")
+    return {**_summary(distances), "within_voxel": round(within, 4)}
 
 
 def points_accuracy(geometry: Straightening, world: np.ndarray) -> dict:
