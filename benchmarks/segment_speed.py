@@ -21,7 +21,9 @@
 Each run is a fresh process; its peak RSS is read from ``wait4``. Prints medians of
 ``--repeats`` runs (the peer: ``--peer-repeats``) and the ratios.
 
-``--msseg`` picks the msseg command measured: by default the one beside this interpreter;
+``--msseg`` (repeatable) picks the msseg commands measured, interleaved: by default the one
+beside this interpreter (e.g. that and a wrapper running an older checkout, to compare code in
+one run);
 ``make bench-env`` builds ``.venv-bench``, msseg installed as users install it (without the test
 extras: in ``.venv``, nnunetv2's dicom2nifti brings pydicom, which nibabel imports at every
 start, 0.1 s).
@@ -31,7 +33,8 @@ given is timed on both inputs, the peer ratio is against the first (e.g. the bun
 the folder of the one it replaced, measured in the same run).
 
 Run: .venv/bin/python benchmarks/segment_speed.py [--repeats 5] [--peer-repeats 1]
-     [--msseg .venv-bench/bin/msseg] [--model lesion_ms_axial_t2 --model OLD_FOLDER]
+     [--msseg .venv-bench/bin/msseg [--msseg OLD_MSSEG]]
+     [--model lesion_ms_axial_t2 --model OLD_FOLDER]
 """
 
 from __future__ import annotations
@@ -160,34 +163,42 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma list of: peer, whole, textured")
     parser.add_argument("--model", action="append", help="model name or folder (repeatable; "
                         "default lesion_ms_axial_t2)")
-    parser.add_argument("--msseg", default=str(Path(sys.executable).with_name("msseg")),
-                        help="the msseg command to measure (e.g. .venv-bench/bin/msseg)")
+    parser.add_argument("--msseg", action="append",
+                        help="the msseg command to measure (repeatable: each is timed, "
+                        "interleaved; default the one beside this interpreter)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     out = args.work / "segment_speed"
     image = args.data / CHUNK
+    commands = args.msseg or [str(Path(sys.executable).with_name("msseg"))]
     print(f"machine: {os.cpu_count()} CPUs; medians of {args.repeats} runs (peer "
-          f"{args.peer_repeats}); msseg: {args.msseg}", flush=True)
+          f"{args.peer_repeats}); msseg: {', '.join(commands)}", flush=True)
 
     models = args.model or ["lesion_ms_axial_t2"]
+    runners = [(command, model) for command in commands for model in models]
 
-    def msseg(model: str, path: Path) -> dict:
+    def msseg(command: str, model: str, path: Path) -> dict:
         shutil.rmtree(out / "msseg", ignore_errors=True)
-        return timed([args.msseg, "segment", model, "-i", str(path), "-o",
+        return timed([command, "segment", model, "-i", str(path), "-o",
                       str(out / "msseg"), "--threads", str(args.threads)])
 
     def interleaved(path: Path, repeats: int) -> dict[str, list[dict]]:
-        """Runs of every model, alternating, so that a drift of the machine hits all alike."""
-        runs = {model: [] for model in models}
+        """Runs of every command and model, alternating, so that a drift of the machine hits
+        all alike; keyed by their label."""
+        runs = {label(*r): [] for r in runners}
         for _ in range(repeats):
-            for model in models:
-                runs[model].append(msseg(model, path))
+            for runner in runners:
+                runs[label(*runner)].append(msseg(*runner, path))
         return runs
 
+    def label(command: str, model: str) -> str:
+        name = Path(model).name
+        return name if len(commands) == 1 else f"{name} [{command}]"
+
     chunk = interleaved(image, args.repeats)
-    for model, runs in chunk.items():
-        report(f"msseg segment {Path(model).name}, t2_ms", runs)
-    ours = chunk[models[0]]
+    for name, runs in chunk.items():
+        report(f"msseg segment {name}, t2_ms", runs)
+    ours = chunk[label(*runners[0])]
     if "peer" not in skip:
         folder = sct_like_folder(args.data, args.work)
         env = {"nnUNet_raw": str(args.work / "raw"), "nnUNet_preprocessed":
@@ -198,12 +209,12 @@ def main() -> None:
         print(f"ratio nnU-Net / msseg: {median(theirs, 'seconds') / median(ours, 'seconds'):.1f}x")
     if "whole" not in skip:
         volume = whole_spine(args.data, args.work / "whole_spine" / "whole_T2w.nii.gz")
-        for model, runs in interleaved(volume, max(1, args.repeats // 2)).items():
-            report(f"msseg segment {Path(model).name}, whole spine 512×512×600", runs)
+        for name, runs in interleaved(volume, max(1, args.repeats // 2)).items():
+            report(f"msseg segment {name}, whole spine 512×512×600", runs)
     if "textured" not in skip:
         volume = textured_spine(args.work / "whole_spine" / "textured_T2w.nii.gz")
-        for model, runs in interleaved(volume, max(1, args.repeats // 2)).items():
-            report(f"msseg segment {Path(model).name}, textured spine 512×512×600", runs)
+        for name, runs in interleaved(volume, max(1, args.repeats // 2)).items():
+            report(f"msseg segment {name}, textured spine 512×512×600", runs)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Centerline accuracy of stage 1 on the held-out real scans: CNN1 + optimal path vs the
-intensity baseline (same optimisation, blob-filter heatmap, no CNN).
+intensity baseline (same optimisation, blob-filter heatmap, no CNN), and CNN1 on every whole
+slice ("cnn one-pass", stage 1 before it ran in two passes).
 
 Reference: the centre of mass of the manual cord mask on each axial slice (RPI). Measures
 (msseg.evaluation.centerline): centerline error in mm (root mean squared in-plane distance, as
@@ -21,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from msseg import io
+from msseg.centerline.detect import CenterlineOptions
 from msseg.centerline.finder import CenterlineFinder
 from msseg.data.index import load_index
 from msseg.evaluation.centerline import centerline_from_mask, centerline_mse_mm, localisation_rate
@@ -56,6 +58,9 @@ def main() -> None:
     args = parser.parse_args()
     cnn_model = open_model(args.model) if args.model else None
     finders = {"cnn": CenterlineFinder("cnn", cnn_model),
+               # CNN1 on every whole slice, as before stage 1 ran in two passes (issue 28)
+               "cnn one-pass": CenterlineFinder("cnn", cnn_model,
+                                                options=CenterlineOptions(coarse_step_mm=0)),
                "intensity": CenterlineFinder("intensity")}
     held = [r for r in load_index(args.index)
             if r.fold == 0 and r.lesion is None]                 # the real scans as acquired

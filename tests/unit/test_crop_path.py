@@ -18,7 +18,7 @@ from msseg.errors import MssegError
 from msseg.image import Image, bounding_box
 from msseg.inference.segment import cord_neighbourhood
 from msseg.models.windows import WindowRunner, pad_box, windows, windows_box
-from msseg.preprocess.pipeline import network_grid, preprocess_box, preprocess_image
+from msseg.preprocess.pipeline import SliceSource, network_grid, preprocess_box, preprocess_image
 from msseg.preprocess.plan import Plan
 
 
@@ -238,3 +238,87 @@ def test_piecewise_map_of_every_voxel_equals_the_masked_path():
     masked = intensity.piecewise_map(data, src, dst, np.ones(data.shape, bool))
     np.testing.assert_array_equal(every, masked)
     assert every.min() < 0 and every.max() > 100   # the end segments extend
+
+
+def test_slice_source_boxes_equal_the_whole_slices_cropped():
+    plan, image = PLANS["2d nyul"], _scan(shape=(41, 33, 9))
+    source = SliceSource(image, plan)
+    ks = np.array([0, 3, 4, 8])
+    whole = source.slices(ks)
+    assert whole.shape == (*source.shape[:2], 4)
+    np.testing.assert_allclose(whole, preprocess_image(image, plan).data[:, :, ks], atol=1e-5)
+    rng = np.random.default_rng(2)
+    for _ in range(15):
+        lo = [int(rng.integers(0, n)) for n in source.shape[:2]]
+        box = tuple(slice(a, int(rng.integers(a + 1, n + 1)))
+                    for a, n in zip(lo, source.shape[:2], strict=True))
+        np.testing.assert_allclose(source.slices(ks, box), whole[box], atol=1e-5)
+
+
+def test_stage_one_passes_split_the_heatmap_slices():
+    options = CenterlineOptions(slice_step_mm=5.0, coarse_step_mm=20.0)
+    coarse, fine = options.passes(30, 1.0)    # slices 0, 5, ..., 25, 29; every 4th whole
+    np.testing.assert_array_equal(coarse, [0, 20, 29])
+    np.testing.assert_array_equal(fine, [5, 10, 15, 25])
+    coarse, fine = CenterlineOptions().passes(19, 7.5)   # thick: every slice, every 3rd whole
+    np.testing.assert_array_equal(coarse, [0, 3, 6, 9, 12, 15, 18])
+    assert len(fine) == 12
+    coarse, fine = CenterlineOptions(coarse_step_mm=0).passes(19, 7.5)
+    assert len(coarse) == 19 and len(fine) == 0
+    coarse, fine = CenterlineOptions().passes(4, 30.0)    # slices farther apart than the step
+    assert len(coarse) == 4 and len(fine) == 0
+
+
+class _Threshold:
+    """A stand-in for CNN1 that is pointwise (logit = value − offset of the normalised slice),
+    so a window's heatmap is exactly the whole slice's cropped; records the pixels it saw."""
+
+    def __init__(self, offset: float = 1.5):
+        self.pixels, self.offset = 0, offset
+
+    def __call__(self, batch):
+        self.pixels += batch[0, 0].size
+        return (batch - self.offset) * 8.0
+
+
+def _tube_scan(n=80, z=120) -> Image:
+    """A bright tube winding through noise, 0.5 mm in-plane, 1 mm slices."""
+    rng = np.random.default_rng(3)
+    data = rng.normal(100, 10, (n, n, z)).astype(np.float32)
+    x, y = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    for k in range(z):
+        cx, cy = n / 2 + 12 * np.sin(k / 30), n / 2 + 8 * np.cos(k / 25)
+        data[:, :, k][((x - cx) / 6) ** 2 + ((y - cy) / 5) ** 2 <= 1] += 150
+    return Image(data, np.diag([0.5, 0.5, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize("step", [0.0, 5.0])
+def test_two_pass_stage_one_finds_the_one_pass_centerline_on_less_of_the_image(step):
+    from msseg.centerline.finder import CenterlineFinder
+
+    image = _tube_scan()
+    runs = {}
+    for coarse in (0.0, 20.0):
+        options = CenterlineOptions(slice_step_mm=step, coarse_step_mm=coarse, window_mm=20.0)
+        finder = CenterlineFinder("cnn", options=options)
+        finder.network = _Threshold()
+        runs[coarse] = finder.find(image), finder.network.pixels
+    (one, seen_one), (two, seen_two) = runs[0.0], runs[20.0]
+    np.testing.assert_array_equal(two.detected, one.detected)
+    np.testing.assert_allclose(two.voxels, one.voxels, atol=1e-9)
+    heat_slices = 120 if step == 0 else 25
+    assert one.detected.sum() == heat_slices and seen_one == heat_slices * 80 * 80
+    # 7 whole slices 20 mm apart, 20 mm windows (40²) on the others
+    assert seen_two == 7 * 80 * 80 + (heat_slices - 7) * 40 * 40
+
+
+def test_two_pass_stage_one_falls_back_to_whole_slices_without_a_cord():
+    from msseg.centerline.finder import CenterlineFinder
+
+    image = Image(np.random.default_rng(4).normal(100, 10, (40, 40, 60)).astype(np.float32),
+                  np.diag([0.5, 0.5, 1.0, 1.0]))
+    finder = CenterlineFinder("cnn", options=CenterlineOptions(coarse_step_mm=20.0))
+    finder.network = _Threshold(offset=1e3)   # no cord anywhere
+    line = finder.find(image)
+    assert not line.found
+    assert finder.network.pixels == 60 * 40 * 40   # every slice whole, once

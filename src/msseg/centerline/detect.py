@@ -33,11 +33,27 @@ class CenterlineOptions:
     cost: PathCost = PathCost()  # optimal path bridges the slices in between
     refine: bool = True          # a candidate's position: its component's centre of mass
     thick_smoothing: bool = True  # raise the smoothing towards a slice on thick slices
+    coarse_step_mm: float = 20.0  # CNN1 on whole slices this far apart first (0: all whole)
+    window_mm: float = 64.0      # ... then on squares this wide around their path
 
     def slices(self, nz: int, dz: float) -> np.ndarray:
         """Indices of the slices that get a heatmap (always the first and the last)."""
         step = max(1, int(round(self.slice_step_mm / dz))) if self.slice_step_mm > 0 else 1
         return np.unique(np.r_[np.arange(0, nz, step), nz - 1])
+
+    def passes(self, nz: int, dz: float) -> tuple[np.ndarray, np.ndarray]:
+        """The slices of :meth:`slices` split in two: those whose whole slice gets a heatmap
+        (``coarse_step_mm`` apart, the first and the last always among them) and the others,
+        whose heatmap covers a window around the path through the first."""
+        ks = self.slices(nz, dz)
+        between = max(self.slice_step_mm, dz)
+        every = int(round(self.coarse_step_mm / between)) if self.coarse_step_mm > 0 else 1
+        if every <= 1:
+            return ks, ks[:0]
+        whole = np.zeros(len(ks), bool)
+        whole[::every] = True
+        whole[-1] = True
+        return ks[whole], ks[~whole]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from msseg.image import Image, spacing_from_affine
 from msseg.models.registry import ModelFolder, find_model
 from msseg.models.windows import sigmoid
 from msseg.preprocess.orient import to_rpi
-from msseg.preprocess.pipeline import preprocess_image, preprocess_slices, working_spacing
+from msseg.preprocess.pipeline import SliceSource, preprocess_image
 from msseg.preprocess.resample import resample_to_spacing
 
 CENTERLINE_TASK = "centerline"   # the bundled CNN1 model
@@ -68,34 +68,66 @@ class CenterlineFinder:
         return heat, grid
 
     def _slice_heat(self, slices: np.ndarray):
-        """CNN1's probabilities of each preprocessed axial slice of ``slices`` (X, Y, n).
-        CNN1 is fully convolutional: one whole slice at a time (zero-padded, centred, to its
-        total stride of 4) gives the values of a sliding window without the overlap's
-        repeated work; one slice per call was the fastest here."""
-        nx, ny = slices.shape[:2]
+        """CNN1's probabilities of each preprocessed axial slice of ``slices`` (X, Y, n)."""
+        for j in range(slices.shape[2]):
+            yield self._heat(slices[:, :, j])
+
+    def _heat(self, plane: np.ndarray) -> np.ndarray:
+        """CNN1's probabilities of one preprocessed axial slice (or a part of one). CNN1 is
+        fully convolutional: the whole plane at once (zero-padded, centred, to its total stride
+        of 4) gives the values of a sliding window without the overlap's repeated work; one
+        plane per call was the fastest here."""
+        nx, ny = plane.shape
         px, py = (int(np.ceil(n / 4) * 4) for n in (nx, ny))
         x0, y0 = (px - nx) // 2, (py - ny) // 2
         batch = np.zeros((1, 1, px, py), np.float32)
-        for j in range(slices.shape[2]):
-            batch[0, 0, x0:x0 + nx, y0:y0 + ny] = slices[:, :, j]
-            yield sigmoid(self.network(batch)[0, 0, x0:x0 + nx, y0:y0 + ny].copy())
+        batch[0, 0, x0:x0 + nx, y0:y0 + ny] = plane
+        return sigmoid(self.network(batch)[0, 0, x0:x0 + nx, y0:y0 + ny].copy())
 
     def find(self, image: Image) -> Centerline:
+        """The centerline. CNN1 runs on the slices of ``options.slices``; with
+        ``options.coarse_step_mm`` it runs on whole slices that far apart first, and on the
+        slices between only inside a square of ``options.window_mm`` around the path through
+        those (whole slices again where that path finds no cord): a whole spine costs what
+        its cord costs. Only the slices that get a heatmap are preprocessed, and no heatmap
+        volume is kept (a whole-spine scan's would be ~0.6 GB)."""
         if self.method == "intensity":
             heat, grid = self.heatmap(image)
             return centerline_from_heatmap(heat, grid, self.options)
-        # only the slices that get a heatmap are preprocessed, and no heatmap volume is kept
-        # (a whole-spine scan's would be ~0.6 GB)
-        plan = self.model.plan
-        rpi = to_rpi(image, copy=False)
-        ks = self.options.slices(rpi.shape[2], working_spacing(rpi, plan)[2])
-        shape, affine, slices = preprocess_slices(image, plan, ks)
-        spacing = spacing_from_affine(affine)
+        source = SliceSource(image, self.model.plan)
+        spacing = spacing_from_affine(source.affine)
+        coarse, fine = self.options.passes(source.shape[2], spacing[2])
         empty = (np.zeros((0, 2)), np.zeros(0))
-        cands = [empty] * shape[2]
-        for k, slice_heat in zip(ks, self._slice_heat(slices), strict=True):
+        cands = [empty] * source.shape[2]
+        for k, slice_heat in zip(coarse, self._slice_heat(source.slices(coarse)), strict=True):
             cands[k] = slice_candidates(slice_heat, tuple(spacing[:2]), self.options)
-        return centerline_from_candidates(cands, affine, self.options)
+        if len(fine) == 0:
+            return centerline_from_candidates(cands, source.affine, self.options)
+        rough = centerline_from_candidates(cands, source.affine, self.options)
+        if not rough.found:
+            for k, heat in zip(fine, self._slice_heat(source.slices(fine)), strict=True):
+                cands[k] = slice_candidates(heat, tuple(spacing[:2]), self.options)
+        else:
+            self._windowed(source, rough.voxels[fine], fine, cands, spacing)
+        return centerline_from_candidates(cands, source.affine, self.options)
+
+    def _windowed(self, source: SliceSource, centres: np.ndarray, ks: np.ndarray,
+                  cands: list, spacing: np.ndarray) -> None:
+        """Candidates of slices ``ks`` from CNN1 on a square of ``options.window_mm`` around
+        ``centres`` (in-plane voxels of each slice), written into ``cands``."""
+        half = np.round(self.options.window_mm / 2 / spacing[:2]).astype(int)
+        limit = np.asarray(source.shape[:2])
+        lo = np.clip(np.round(centres).astype(int) - half, 0, np.maximum(limit - 2 * half, 0))
+        hi = np.minimum(lo + 2 * half, limit)
+        union = (slice(int(lo[:, 0].min()), int(hi[:, 0].max())),
+                 slice(int(lo[:, 1].min()), int(hi[:, 1].max())))
+        planes = source.slices(ks, union)
+        origin = np.array([union[0].start, union[1].start])
+        for j, k in enumerate(ks):
+            a, b = lo[j] - origin, hi[j] - origin
+            heat = self._heat(planes[a[0]:b[0], a[1]:b[1], j])
+            points, scores = slice_candidates(heat, tuple(spacing[:2]), self.options)
+            cands[k] = (points + lo[j], scores)
 
 
 def centerline_table(line: Centerline):

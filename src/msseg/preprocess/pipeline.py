@@ -117,34 +117,63 @@ def preprocess_box(image: Image, plan: Plan, box: tuple[slice, ...]) -> np.ndarr
     rpi = oriented(image, plan, copy=False)
     shape, affine = resampled_grid(rpi, working_spacing(rpi, plan))
     box = tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, shape, strict=True))
+    part = rpi.crop(_source_box(rpi, affine, box))
+    part = part.with_data(normalizer(rpi.data, plan)(part.data))
+    return resample_to_grid(part, tuple(b.stop - b.start for b in box), _shifted(affine, box),
+                            order=1, reuse=True).data
+
+
+def _source_box(rpi: Image, affine: np.ndarray, box: tuple[slice, ...]) -> tuple[slice, ...]:
+    """The voxels of ``rpi`` that linear resampling onto ``box`` of the grid ``affine`` reads
+    (one voxel more on each side)."""
     corners = np.array([[i, j, k, 1.0] for i in (box[0].start, box[0].stop - 1)
                         for j in (box[1].start, box[1].stop - 1)
                         for k in (box[2].start, box[2].stop - 1)])
     ijk = (np.linalg.inv(rpi.affine) @ affine @ corners.T)[:3].T
     lo = np.clip(np.floor(ijk.min(0)).astype(int) - 1, 0, rpi.shape)
     hi = np.clip(np.ceil(ijk.max(0)).astype(int) + 2, 0, rpi.shape)
-    source = tuple(slice(int(a), int(max(a + 1, b))) for a, b in zip(lo, hi, strict=True))
-    part = rpi.crop(source)
-    part = part.with_data(normalizer(rpi.data, plan)(part.data))
+    return tuple(slice(int(a), int(max(a + 1, b))) for a, b in zip(lo, hi, strict=True))
+
+
+def _shifted(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """The affine of the grid ``affine`` cropped to ``box``."""
     shift = np.eye(4)
     shift[:3, 3] = [b.start for b in box]
-    return resample_to_grid(part, tuple(b.stop - b.start for b in box), affine @ shift,
-                            order=1, reuse=True).data
+    return affine @ shift
+
+
+class SliceSource:
+    """2D plans: axial slices of the network grid on demand (whole, or an in-plane box of
+    them), normalised with the whole image's statistics (computed once) and resampled in-plane
+    exactly as :func:`preprocess_image` would, without building the whole volume."""
+
+    def __init__(self, image: Image, plan: Plan):
+        if plan.dims != 2 or plan.frame != "image":
+            raise ValueError("slice-wise preprocessing is for 2D plans on the image grid")
+        self.rpi = oriented(image, plan, copy=False)
+        self.shape, self.affine = resampled_grid(self.rpi, working_spacing(self.rpi, plan))
+        self.normalize = normalizer(self.rpi.data, plan)
+
+    def slices(self, ks: np.ndarray, box: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Axial slices ``ks`` of the network grid (X, Y, len(ks)), or their in-plane ``box``
+        (voxel slices of the network grid, clipped to it)."""
+        box = tuple(slice(*b.indices(n)[:2]) for b, n in
+                    zip(box or (slice(None), slice(None)), self.shape[:2], strict=True))
+        whole = (*box, slice(0, 1))
+        xy = _source_box(self.rpi, self.affine, whole)[:2]
+        source = self.rpi.crop((*xy, slice(0, self.rpi.shape[2])))
+        part = Image(self.normalize(source.data[:, :, ks]), source.affine)
+        size = tuple(b.stop - b.start for b in box)
+        return resample_to_grid(part, (*size, len(ks)), _shifted(self.affine, whole),
+                                reuse=True).data
 
 
 def preprocess_slices(image: Image, plan: Plan, ks: np.ndarray
                       ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
     """2D plans: the network grid's shape and affine, and only its axial slices ``ks``
-    (X, Y, len(ks)) — normalised with the whole image's statistics and resampled in-plane
-    exactly as :func:`preprocess_image` would, without building the whole volume."""
-    if plan.dims != 2 or plan.frame != "image":
-        raise ValueError("slice-wise preprocessing is for 2D plans on the image grid")
-    rpi = oriented(image, plan, copy=False)
-    spacing = working_spacing(rpi, plan)
-    shape, affine = resampled_grid(rpi, spacing)
-    part = Image(normalizer(rpi.data, plan)(rpi.data[:, :, ks]), rpi.affine)
-    slices = resample_to_grid(part, (*shape[:2], len(ks)), affine, reuse=True).data
-    return shape, affine, slices
+    (X, Y, len(ks)) (:class:`SliceSource`)."""
+    source = SliceSource(image, plan)
+    return source.shape, source.affine, source.slices(ks)
 
 
 def tube_box(points: np.ndarray, rpi: Image, plan: Plan, margin_mm: float = 5.0
