@@ -33,14 +33,15 @@ from package import score_record
 from msseg import io
 from msseg.data.index import load_index
 from msseg.evaluation.engine import EvalOptions
-from msseg.evaluation.holdout import markdown_table
 from msseg.evaluation.lesions import (
     lesion_scores,
     match_lesions,
     size_bin_index,
     size_bin_labels,
 )
-from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.experiments.holdout import markdown_table
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import Segmenter
 from msseg.models.registry import BUNDLED, ModelFolder
 from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint

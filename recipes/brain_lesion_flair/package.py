@@ -23,9 +23,10 @@ import torch
 from msseg import io
 from msseg.data.index import load_index
 from msseg.evaluation.engine import EvalOptions, evaluate_masks
-from msseg.evaluation.holdout import markdown_table
-from msseg.inference.segment import Segmenter, SegmentOptions
-from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.experiments.holdout import markdown_table
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import Segmenter
+from msseg.models.registry import ModelFolder
 from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
@@ -92,6 +93,9 @@ Images must be skull-stripped (zero outside the brain) like the training data.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, required=True,
+                        help="the model folder to write "
+                        "(e.g. src/msseg/models/bundled/brain_lesion_flair)")
     parser.add_argument("--run", type=Path, default=Path("work/brain_lesion_flair/run"))
     parser.add_argument("--index", type=Path, default=Path("work/brain_lesion_flair/dataset.json"))
     args = parser.parse_args()
@@ -100,7 +104,7 @@ def main() -> None:
     table = evaluate(staging, args.index)
     table.to_csv(args.run / "validation.csv", index=False)
     text = card(table, pd.read_csv(args.run / "log.csv"), staging)
-    model = package_checkpoint(checkpoint, BUNDLED / "brain_lesion_flair", text)
+    model = package_checkpoint(checkpoint, args.bundle, text)
     print(text)
     print(f"bundled at {model.path}")
 

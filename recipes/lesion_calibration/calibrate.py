@@ -43,7 +43,8 @@ from msseg.data.lesion_synthesis import (
     prior_for_contrast,
     synthesize_lesions,
 )
-from msseg.inference.segment import SegmentOptions, make_segmenter
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import make_segmenter
 from msseg.models.registry import find_model
 from msseg.models.sct import SctModel
 from msseg.preprocess.orient import to_rpi

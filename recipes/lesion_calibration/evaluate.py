@@ -42,7 +42,8 @@ from msseg.data.lesion_synthesis import (
 )
 from msseg.evaluation.agreement import lesion_agreement
 from msseg.evaluation.engine import evaluate_masks
-from msseg.inference.segment import SegmentOptions, make_segmenter
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import make_segmenter
 from msseg.models.registry import find_model
 from msseg.models.sct import SctModel
 

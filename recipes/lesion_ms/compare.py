@@ -1,6 +1,6 @@
 """Compare the lesion_ms regimes with the existing msseg models on the held-out data.
 
-Every model runs through `msseg segment`'s pipeline (msseg.evaluation.holdout) on fold 0 of
+Every model runs through `msseg segment`'s pipeline (msseg.experiments.holdout) on fold 0 of
 work/lesion_ms/dataset.json: the real held-out scans as acquired (cord Dice; volume-wise
 specificity: no lesion predicted), the same scans with lesions synthesised with their contrast's
 appearance, and held-out synthetic PSIR / STIR / UNIT1 spines with lesions (lesion Dice, lesion
@@ -22,15 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from msseg.evaluation.holdout import evaluate_holdout, markdown_table
+from msseg.experiments.holdout import comparison_tables, evaluate_holdout
 from msseg.models.registry import find_model
-from msseg.statistics import wilcoxon_paired
 from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
 REGIMES = ("baseline", "sampling", "finetune")
 EXISTING = ("lesion_ms_axial_t2", "lesion_2stage")
-LESION_METRICS = ("lesion_dice", "lesion_ppv", "lesion_sensitivity", "lesion_f1")
 
 
 def finished(run: Path) -> bool:
@@ -65,43 +63,13 @@ def evaluate_all(work: Path) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def tables(rows: pd.DataFrame) -> str:
-    """The per-contrast lesion Dice table, the overall lesion metrics, cord Dice and
-    specificity on the real scans, and the regimes' paired Wilcoxon tests, as markdown."""
-    models = [m for m in (*REGIMES, *EXISTING) if m in set(rows.model)]
-    lesions = rows[rows.synthetic_lesions]
-    real = rows[~rows.synthetic_lesions]
-    per = lesions.pivot_table(index="contrast", columns="model", values="lesion_dice",
-                              aggfunc="mean")[models].round(3)
-    per.insert(0, "n", lesions[lesions.model == models[0]].groupby("contrast").size())
-    overall = lesions.groupby("model")[list(LESION_METRICS)].mean().loc[models].round(3)
-    cord = real.groupby("model").agg(cord_dice_median=("cord_dice", "median"),
-                                     specificity=("n_pred_lesions", lambda s: (s == 0).mean()),
-                                     n_real=("cord_dice", "size")).loc[models].round(3)
-    by_image = {m: lesions[lesions.model == m].set_index("image")["lesion_dice"]
-                for m in REGIMES if m in models}
-    tests = pd.DataFrame(wilcoxon_paired(by_image)) if len(by_image) > 1 else pd.DataFrame()
-    parts = ["Lesion Dice per contrast (images with lesions; mean):", "",
-             markdown_table(per.reset_index()), "",
-             "Lesion metrics over all images with lesions (mean):", "",
-             markdown_table(overall.reset_index()), "",
-             "Real held-out scans as acquired (cord Dice median; volume-wise specificity):", "",
-             markdown_table(cord.reset_index())]
-    if not tests.empty:
-        keep = [c for c in ("group_a", "group_b", "statistic", "p_value", "p_adjusted", "n")
-                if c in tests.columns]
-        parts += ["", "Paired Wilcoxon on lesion Dice per image (Holm):", "",
-                  markdown_table(tests[keep].round(4))]
-    return "\n".join(parts) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("work/lesion_ms"))
     args = parser.parse_args()
     rows = evaluate_all(args.work)
     rows.to_csv(args.work / "comparison.csv", index=False)
-    text = tables(rows)
+    text = comparison_tables(rows, REGIMES, EXISTING)
     (args.work / "comparison.md").write_text(text)
     print(text)
 

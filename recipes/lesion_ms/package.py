@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from msseg.evaluation.holdout import markdown_table, summarise
-from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.experiments.holdout import markdown_table, summarise
+from msseg.models.registry import ModelFolder
 from msseg.statistics import wilcoxon_paired
 from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
@@ -149,6 +149,9 @@ seen in training or evaluation. Lesion numbers are on synthesised lesions, not M
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, required=True,
+                        help="the model folder to write "
+                        "(e.g. src/msseg/models/bundled/lesion_ms)")
     parser.add_argument("--work", type=Path, default=Path("work/lesion_ms"))
     args = parser.parse_args()
     rows = pd.read_csv(args.work / "comparison.csv")
@@ -157,7 +160,7 @@ def main() -> None:
     staging = package_checkpoint(checkpoint, args.work / "package", "")
     log = pd.read_csv(args.work / name / "log.csv")
     text = card(rows, name, staging, log)
-    model = package_checkpoint(checkpoint, BUNDLED / "lesion_ms", text)
+    model = package_checkpoint(checkpoint, args.bundle, text)
     print(text)
     print(f"bundled regime {name!r} at {model.path}")
 

@@ -10,5 +10,5 @@ for run in pretrain baseline sampling finetune; do
   [ -f "work/lesion_ms/$run/checkpoint_best.pt" ] || "$MSSEG" train "recipes/lesion_ms/config_$run.yaml"
 done
 "$PY" recipes/lesion_ms/compare.py
-"$PY" recipes/lesion_ms/package.py
+"$PY" recipes/lesion_ms/package.py --bundle src/msseg/models/bundled/lesion_ms
 "$PY" recipes/lesion_ms/tune.py   # threshold + minimum lesion volume, on images of its own

@@ -37,8 +37,9 @@ from build_data import record, synthetic_cases
 from msseg import io
 from msseg.data.index import load_index, save_index
 from msseg.data.lesion_synthesis import LesionPrior, prior_for_contrast, write_lesion_versions
-from msseg.evaluation.holdout import evaluate_holdout, summarise
-from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.experiments.holdout import evaluate_holdout, summarise
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import Segmenter
 from msseg.models.registry import find_model
 from msseg.postprocess import PostprocessConfig
 from msseg.training.tuning import tune_postprocessing

@@ -7,6 +7,7 @@ matching, θ = 0.1) on the same scans with synthesised lesions, and volume-wise 
 the lesion-free originals. Writes the model folder with its card into the package.
 
 Usage: .venv/bin/python recipes/lesion_ms_axial_t2/package.py
+         --bundle src/msseg/models/bundled/lesion_ms_axial_t2
          [--run work/lesion_ms_axial_t2/run_stage5]
          [--previous VALIDATION_CSV_OF_THE_REPLACED_MODEL]
 """
@@ -22,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from msseg.evaluation.holdout import evaluate_holdout, markdown_table, summarise
-from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.experiments.holdout import evaluate_holdout, markdown_table, summarise
+from msseg.models.registry import ModelFolder
 from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
@@ -107,6 +108,9 @@ Lesion numbers are on synthetic lesions in real images, not on real MS lesions.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, required=True,
+                        help="the model folder to write "
+                        "(e.g. src/msseg/models/bundled/lesion_ms_axial_t2)")
     parser.add_argument("--run", type=Path,
                         default=Path("work/lesion_ms_axial_t2/run_stage5"))
     parser.add_argument("--index", type=Path, default=Path("work/lesion_ms_axial_t2/dataset.json"))
@@ -124,7 +128,7 @@ def main() -> None:
     stages = ", ".join(f"{name} {len(log)} epochs" for name, log in logs.items())
     previous = pd.read_csv(args.previous) if args.previous else None
     text = card(table, pd.concat(logs.values()), staging, stages, previous)
-    model = package_checkpoint(checkpoint, BUNDLED / "lesion_ms_axial_t2", text)
+    model = package_checkpoint(checkpoint, args.bundle, text)
     print(text)
     print(f"bundled at {model.path}")
 

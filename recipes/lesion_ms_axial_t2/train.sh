@@ -5,7 +5,8 @@
 #
 # Usage: recipes/lesion_ms_axial_t2/train.sh [ROOT] [msseg train flags for every stage…]
 #   ROOT   run folders ROOT/run_stage1, ROOT/run_stage2, ROOT/run, ROOT/run_stage4,
-#          ROOT/run_stage5 (default work/lesion_ms_axial_t2); then package.py --run ROOT/run_stage5.
+#          ROOT/run_stage5 (default work/lesion_ms_axial_t2); then package.py --run ROOT/run_stage5
+#          --bundle src/msseg/models/bundled/lesion_ms_axial_t2.
 #   e.g. `train.sh work/wide --base-filters 16 --max-filters 256`: the width of the model
 #   bundled until 2026-12-03 (which was stage 3's best epoch; no stages 4–5).
 # Data: recipes/lesion_ms_axial_t2/build_data.py first.

@@ -24,7 +24,8 @@ import cc3d
 import numpy as np
 
 from msseg import io
-from msseg.inference.segment import SegmentOptions, make_segmenter
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import make_segmenter
 from msseg.models.registry import find_model
 from msseg.models.sct import SctModel
 

@@ -23,10 +23,10 @@ import pandas as pd
 
 from msseg import io
 from msseg.centerline.detect import CenterlineOptions
-from msseg.centerline.finder import CenterlineFinder
 from msseg.data.index import load_index
 from msseg.evaluation.centerline import centerline_from_mask, centerline_mse_mm, localisation_rate
-from msseg.evaluation.holdout import markdown_table
+from msseg.experiments.holdout import markdown_table
+from msseg.inference.centerline import CenterlineFinder
 from msseg.models.registry import open_model
 from msseg.preprocess.orient import to_rpi
 from msseg.preprocess.tube import centres_on_grid

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 
 from msseg import io
-from msseg.evaluation.holdout import evaluate_holdout, markdown_table, summarise
+from msseg.experiments.holdout import evaluate_holdout, markdown_table, summarise
 from msseg.inference.segment import Segmenter
-from msseg.models.registry import BUNDLED, ModelFolder
+from msseg.models.registry import ModelFolder
 from msseg.training.config import TrainConfig
 from msseg.training.package import package_checkpoint
 
@@ -125,6 +125,9 @@ def centerline_results(csv: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, required=True,
+                        help="the model folder to write "
+                        "(e.g. src/msseg/models/bundled/TASK)")
     parser.add_argument("task", choices=tuple(RUNS))
     parser.add_argument("--work", type=Path, default=Path("work/two_stage"))
     parser.add_argument("--index", type=Path, default=Path("work/lesion_ms_axial_t2/dataset.json"))
@@ -140,7 +143,7 @@ def main() -> None:
         results, table = segment_results(staging, args.index, args.shared)
         table.to_csv(run / "validation.csv", index=False)
     text = card(args.task, staging, log, results)
-    model = package_checkpoint(checkpoint, BUNDLED / args.task, text)
+    model = package_checkpoint(checkpoint, args.bundle, text)
     print(text)
     print(f"bundled at {model.path}")
 

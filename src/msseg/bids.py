@@ -36,6 +36,48 @@ _DERIVATIVE = re.compile(r"^(?P<head>.*?)_label-(?P<label>[a-zA-Z0-9]+)_desc-(?P
                          r"[a-zA-Z0-9]+)_(?P<kind>mask|probseg)$")
 
 
+#: Mask names of the field (SCT, BIDS derivatives, ivadomed): a file whose name ends so is a
+#: mask, never an image; contrasts by BIDS suffix and by plain name.
+CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_manual_segmentation", "_sc_seg",
+                 "_seg")
+LESION_SUFFIXES = ("_label-lesion_seg", "_lesion-manual", "_lesion_seg", "_lesionseg")
+OTHER_LABEL_SUFFIXES = ("_labels-disc-manual", "_labels", "_centerline-manual", "_gmseg_manual",
+                        "_gmseg", "_labeled", "_levels", "_labels-disc", "_label-disc",
+                        "_probseg")   # _labeled, _levels, _label(s)-disc: level maps (--levels)
+BIDS_CONTRASTS = {"T2w": "T2w", "T2starw": "T2starw", "T2star": "T2starw", "T1w": "T1w",
+                  "PSIR": "PSIR", "STIR": "STIR", "UNIT1": "UNIT1", "MTS": "MTS", "FLAIR": "FLAIR",
+                  "T2w-sag": "T2w", "acq-sag_T2w": "T2w"}
+PLAIN_CONTRASTS = {"t2": "T2w", "t2w": "T2w", "t2s": "T2starw", "t2star": "T2starw",
+                   "gre": "T2starw", "t1": "T1w", "t1w": "T1w", "mt1": "MTS", "mt0": "MTS",
+                   "psir": "PSIR", "stir": "STIR", "flair": "FLAIR", "unit1": "UNIT1"}
+ENTITY = re.compile(r"(?:^|_)(sub|ses|acq|chunk|run)-([A-Za-z0-9]+)")
+
+
+def is_mask_name(stem: str) -> bool:
+    stem = legacy_name(stem)    # BIDS derivative names (msseg segment --bids-derivatives)
+    return stem.endswith(CORD_SUFFIXES + LESION_SUFFIXES + OTHER_LABEL_SUFFIXES) or \
+        "segmentation" in stem or stem.startswith("labels")
+
+
+def site_of(name: str) -> str | None:
+    """The site a BIDS name says: the letters of its subject label (``sub-unf01`` -> ``unf``;
+    empty for a label of digits only); None without a ``sub-`` entity."""
+    entities = dict(ENTITY.findall(name))
+    if "sub" not in entities:
+        return None
+    return re.sub(r"\d+$", "", entities["sub"])
+
+
+def contrast_of(stem: str) -> str:
+    """The contrast a file name says: its BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain
+    names, :data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…); else its last part."""
+    parts = stem.split("_")
+    if parts[-1] in BIDS_CONTRASTS:
+        return BIDS_CONTRASTS[parts[-1]]
+    key = parts[-1].lower()
+    return PLAIN_CONTRASTS.get(key, PLAIN_CONTRASTS.get(stem.lower(), parts[-1]))
+
+
 def parse(stem: str) -> tuple[dict[str, str], str]:
     """(entities in order of appearance, suffix) of a BIDS name without extension."""
     parts = stem.split("_")

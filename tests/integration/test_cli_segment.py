@@ -18,7 +18,8 @@ import pytest
 from msseg import io
 from msseg.cli.main import main
 from msseg.evaluation.voxel import dice
-from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import Segmenter
 from msseg.models.registry import bundled_models, find_model
 from msseg.postprocess import dilate_mm
 
@@ -379,7 +380,7 @@ def test_onnx_backend_matches_torch(tiny_model, tmp_path):
 
 def test_int16_image_with_full_range_is_not_called_empty(tiny_model):
     from msseg.image import Image
-    from msseg.inference.segment import check_image
+    from msseg.inference.options import check_image
 
     data = np.zeros((8, 8, 4), np.int16)
     data[0, 0, 0], data[1, 1, 1] = -32768, 32767
@@ -389,7 +390,7 @@ def test_int16_image_with_full_range_is_not_called_empty(tiny_model):
 def test_windows_run_around_the_cord_core_unless_the_margin_is_too_long():
     """The core (cord half-width) picks the windows; a margin longer than a window minus its
     step (64 voxels of 0.5 mm here) falls back to the whole neighbourhood."""
-    from msseg.inference.segment import CORD_HALF_WIDTH_MM, cord_neighbourhood
+    from msseg.inference.crop import CORD_HALF_WIDTH_MM, cord_neighbourhood
 
     shape, affine = (200, 200, 10), np.diag([0.5, 0.5, 2.0, 1.0])
     world = np.array([[50.0, 50.0, z] for z in np.arange(0, 20, 2.0)])

@@ -9,7 +9,8 @@ import pytest
 from msseg import io
 from msseg.cli.main import main
 from msseg.evaluation.voxel import dice
-from msseg.inference.segment import SegmentOptions, make_segmenter
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import make_segmenter
 from msseg.models.registry import find_model
 
 pytestmark = pytest.mark.slow

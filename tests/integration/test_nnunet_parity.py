@@ -21,7 +21,8 @@ import nnunet_peer as peer
 from msseg import io
 from msseg.cli.main import main
 from msseg.evaluation.voxel import dice
-from msseg.inference.segment import CORD_HALF_WIDTH_MM, SegmentOptions
+from msseg.inference.crop import CORD_HALF_WIDTH_MM
+from msseg.inference.options import SegmentOptions
 from msseg.preprocess.orient import reorient
 
 #: how far the crop reaches beyond the centerline (values there are the whole image's)
@@ -130,7 +131,7 @@ def outside_crop(image_path: Path, margin_mm: float) -> np.ndarray:
     """Voxels farther than ``margin_mm`` along x or y from the centerline's extent (the crop
     reaches CROP_RADIUS_MM beyond it along the grid axes; the scan is a few degrees
     oblique)."""
-    from msseg.centerline.finder import CenterlineFinder
+    from msseg.inference.centerline import CenterlineFinder
 
     image = io.load(image_path)
     line = CenterlineFinder().find(image).world()
@@ -141,7 +142,7 @@ def outside_crop(image_path: Path, margin_mm: float) -> np.ndarray:
 
 def cord_neighbourhood(image_path: Path, radius_mm: float) -> np.ndarray:
     """Voxels within ``radius_mm`` (in-plane) of the stage-1 centerline of the scan."""
-    from msseg.centerline.finder import CenterlineFinder
+    from msseg.inference.centerline import CenterlineFinder
 
     image = io.load(image_path)
     line = CenterlineFinder().find(image).world()

@@ -15,7 +15,7 @@ from msseg.data.index import assign_folds, save_index, scan
 from msseg.data.whole_spine import write_cohort
 from msseg.evaluation.voxel import dice
 from msseg.experiments import preprocessing as pre
-from msseg.inference.segment import SegmentResult
+from msseg.inference.options import SegmentResult
 from msseg.preprocess import straighten as st
 from msseg.training.config import TrainConfig
 

@@ -26,7 +26,7 @@ from bad_inputs import CATALOGUE, good_image, good_mask
 from msseg import io
 from msseg.cli.main import main
 from msseg.inference.batch import Job, collect_inputs, folder_summary, run_batch, run_job
-from msseg.inference.segment import SegmentOptions
+from msseg.inference.options import SegmentOptions
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ("segment", "centerline", "normalize", "evaluate", "stitch", "straighten")

@@ -18,7 +18,7 @@ import pytest
 from msseg import io
 from msseg.cli.main import main
 from msseg.inference import sct_lesion as sl
-from msseg.models.keras import build_module, read_keras
+from msseg.models.keras import read_keras
 from msseg.models.sct import NetworkFile, SctModel
 from msseg.preprocess import sct
 from msseg.preprocess.orient import to_rpi
@@ -248,6 +248,8 @@ def test_keras_module_layout_and_lambda(sct_models):
     model = read_keras(sct_models / "t2_ctr.h5")
     assert model.layout == "channels_last" and model.spatial_shape == (80, 80)
     assert model.in_channels == 1 and model.dims == 2
+    from msseg.models.keras_torch import build_module
+
     module = build_module(model)
     lambdas = [m for m in module.ops.values() if type(m).__name__ == "_Divide"]
     assert len(lambdas) == 1 and lambdas[0].divisor == 1.0
@@ -272,6 +274,8 @@ def test_scts_own_onnx_layout_is_read(sct_models, sct_reference, tmp_path):
             return self.inner(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     path = tmp_path / "t2_ctr.onnx"
+    from msseg.models.keras_torch import build_module
+
     module = Nhwc(build_module(read_keras(sct_models / "t2_ctr.h5")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

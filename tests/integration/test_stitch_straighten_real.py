@@ -203,8 +203,8 @@ def test_straightening_thick_short_scans_along_mssegs_own_centerline(shared_data
     straight line on ≥ 85% of the complete straight slices of every cut and ≥ 95% of them
     all (deepest-voxel candidates and 3 mm smoothing gave 50–89% here)."""
     from msseg.centerline.detect import CenterlineOptions
-    from msseg.centerline.finder import CenterlineFinder
     from msseg.data.lesion_synthesis import average_slices
+    from msseg.inference.centerline import CenterlineFinder
     from msseg.preprocess import straighten as st
 
     image_path, cord_path, thickness = THICK_SHORT[case]

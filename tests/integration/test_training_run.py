@@ -124,7 +124,8 @@ def test_unknown_task_lists_bundled():
 def test_3d_training_and_prediction(index, tmp_path):
     from msseg import io
     from msseg.data.index import load_index
-    from msseg.inference.segment import Segmenter, SegmentOptions
+    from msseg.inference.options import SegmentOptions
+    from msseg.inference.segment import Segmenter
     from msseg.training.package import package_checkpoint
 
     run = train(tiny(index, tmp_path / "3d", dims=3, epochs=1, patch_size=(32, 32, 4)))

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from msseg import io
-from msseg.centerline.finder import CenterlineFinder
 from msseg.cli.main import main
 from msseg.data.index import load_index
 from msseg.evaluation.centerline import centerline_from_mask
-from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.inference.centerline import CenterlineFinder
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import Segmenter
 from msseg.models.networks import DilatedUNet
 from msseg.models.registry import open_model
 from msseg.training.augment import RandLesionEdged

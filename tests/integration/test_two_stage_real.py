@@ -8,9 +8,9 @@ import pytest
 
 from msseg import io
 from msseg.centerline.detect import CenterlineOptions
-from msseg.centerline.finder import CenterlineFinder
 from msseg.evaluation.centerline import centerline_from_mask, centerline_mse_mm, localisation_rate
 from msseg.evaluation.voxel import dice
+from msseg.inference.centerline import CenterlineFinder
 from msseg.inference.segment import Segmenter
 from msseg.models.registry import find_model
 from msseg.preprocess.orient import to_rpi

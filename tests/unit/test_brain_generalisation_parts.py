@@ -125,7 +125,9 @@ def test_segmenter_applies_the_plans_threshold_and_min_volume(tiny_model, tmp_pa
     from dataclasses import replace
 
     from msseg import io
-    from msseg.inference.segment import Segmenter, SegmentOptions, model_postprocess
+    from msseg.inference.finish import model_postprocess
+    from msseg.inference.options import SegmentOptions
+    from msseg.inference.segment import Segmenter
     from msseg.models.registry import open_model
 
     folder, images = tiny_model
@@ -171,7 +173,8 @@ def test_tuning_post_processes_as_segment_does_for_a_cord_model():
     largest cord component, lesions within 2 mm of it, small ones removed), also after
     cutting every case to its box."""
     from msseg.image import Image
-    from msseg.inference.segment import SegmentOptions, finish_probabilities
+    from msseg.inference.finish import finish_probabilities
+    from msseg.inference.options import SegmentOptions
     from msseg.training.tuning import predicted_lesions
 
     lesion, reference, spacing, cord = _cord_case(np.random.default_rng(3))

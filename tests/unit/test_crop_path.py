@@ -16,7 +16,7 @@ from msseg import io
 from msseg.centerline.detect import CenterlineOptions, slice_candidates
 from msseg.errors import MssegError
 from msseg.image import Image, bounding_box
-from msseg.inference.segment import cord_neighbourhood
+from msseg.inference.crop import cord_neighbourhood
 from msseg.models.windows import WindowRunner, pad_box, windows, windows_box
 from msseg.preprocess.pipeline import SliceSource, network_grid, preprocess_box, preprocess_image
 from msseg.preprocess.plan import Plan
@@ -294,7 +294,7 @@ def _tube_scan(n=80, z=120) -> Image:
 
 @pytest.mark.parametrize("step", [0.0, 5.0])
 def test_two_pass_stage_one_finds_the_one_pass_centerline_on_less_of_the_image(step):
-    from msseg.centerline.finder import CenterlineFinder
+    from msseg.inference.centerline import CenterlineFinder
 
     image = _tube_scan()
     runs = {}
@@ -313,7 +313,7 @@ def test_two_pass_stage_one_finds_the_one_pass_centerline_on_less_of_the_image(s
 
 
 def test_two_pass_stage_one_falls_back_to_whole_slices_without_a_cord():
-    from msseg.centerline.finder import CenterlineFinder
+    from msseg.inference.centerline import CenterlineFinder
 
     image = Image(np.random.default_rng(4).normal(100, 10, (40, 40, 60)).astype(np.float32),
                   np.diag([0.5, 0.5, 1.0, 1.0]))

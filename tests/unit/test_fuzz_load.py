@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from msseg import io
 from msseg.errors import MssegError
-from msseg.inference.segment import check_image
+from msseg.inference.options import check_image
 
 DTYPES = ("uint8", "int16", "int32", "float32", "float64", "uint16", "int8")
 FIELDS = ("dim", "pixdim", "datatype", "bitpix", "vox_offset", "scl_slope", "scl_inter",

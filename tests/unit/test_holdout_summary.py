@@ -1,11 +1,11 @@
-"""The model cards' summary of held-out rows (msseg.evaluation.holdout.summarise)."""
+"""The model cards' summary of held-out rows (msseg.experiments.holdout.summarise)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from msseg.evaluation.holdout import summarise
+from msseg.experiments.holdout import summarise
 
 
 def test_summarise_splits_real_scans_from_lesion_images():

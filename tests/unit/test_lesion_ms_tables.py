@@ -1,24 +1,15 @@
-"""The lesion_ms experiment's comparison tables (recipes/lesion_ms/compare.py) on hand-made
+"""The lesion_ms experiment's comparison tables (msseg.experiments.holdout.comparison_tables,
+used by recipes/lesion_ms/compare.py) on hand-made
 per-image rows: per-contrast means with n, overall lesion metrics, cord Dice and specificity on
 the real scans, and the regimes' paired Wilcoxon tests."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
-import pytest
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "lesion_ms" / "compare.py"
+from msseg.experiments.holdout import comparison_tables
 
-
-@pytest.fixture(scope="module")
-def compare():
-    spec = importlib.util.spec_from_file_location("lesion_ms_compare", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+REGIMES = ("baseline", "sampling", "finetune")
 
 
 def _rows():
@@ -38,8 +29,8 @@ def _rows():
     return pd.DataFrame(rows)
 
 
-def test_comparison_tables_hold_the_hand_computed_values(compare):
-    text = compare.tables(_rows())
+def test_comparison_tables_hold_the_hand_computed_values():
+    text = comparison_tables(_rows(), REGIMES)
     # PSIR: images 2, 3, 4 -> finetune 0.5 + mean(0.02, 0.03, 0.04) = 0.53, n = 3
     assert "| PSIR | 3 | 0.03 | 0.23 | 0.53 |" in text
     assert "| STIR | 1 | 0.05 | 0.25 | 0.55 |" in text

@@ -17,7 +17,7 @@ from pathlib import Path
 from msseg.cli.common import check_outputs
 from msseg.errors import MssegError
 
-METHODS = ("cnn", "intensity")       # msseg.centerline.finder.METHODS
+METHODS = ("cnn", "intensity")       # msseg.inference.centerline.METHODS
 SMOOTHNESS = 1.0                     # msseg.centerline.optimize.PathCost().smoothness
 SMOOTHING_MM = 3.0                   # msseg.centerline.detect.CenterlineOptions().smoothing_mm
 
@@ -42,9 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from msseg import io
     from msseg.centerline.detect import CenterlineOptions
-    from msseg.centerline.finder import CenterlineFinder, write_centerline
     from msseg.centerline.optimize import PathCost
-    from msseg.inference.segment import check_image
+    from msseg.inference.centerline import CenterlineFinder, write_centerline
+    from msseg.inference.options import check_image
     from msseg.models.registry import open_model
 
     options = CenterlineOptions(smoothing_mm=args.smoothing_mm,

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Sequence
-from functools import cache
+from collections.abc import Iterable
 from pathlib import Path
 
 from msseg.errors import MssegError
-
-
-@cache
-def stderr():
-    """The rich console on stderr (progress bars, warnings)."""
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def check_outputs(paths: Iterable[Path | None], overwrite: bool,
@@ -75,14 +66,6 @@ def _probe(folder: Path, existing: Path) -> None:
 
 def _key(path: Path) -> Path:
     return Path(os.path.realpath(path))
-
-
-def progress(items: Sequence, description: str, min_items: int = 5) -> Iterable:
-    """A progress bar on stderr for runs of at least ``min_items`` items."""
-    from rich.progress import track
-
-    return track(items, description=description, console=stderr(), transient=True,
-                 disable=len(items) < min_items)
 
 
 def print_table(df, title: str, digits: int = 4) -> None:

@@ -63,8 +63,9 @@ REPORT_FILES = ("counts.csv", "lesion_volumes.csv", "lesion_volumes.png", "sanke
 
 def run_report(args: argparse.Namespace) -> int:
     from msseg import io
-    from msseg.cli.common import print_table, progress
+    from msseg.cli.common import print_table
     from msseg.data.index import load_index
+    from msseg.progress import progress
     from msseg.report import dataset as report
 
     records = load_index(args.index)
@@ -107,9 +108,9 @@ def parse_counts(text: str) -> dict[str, int]:
 
 def run_synth_chunks(args: argparse.Namespace) -> int:
     from msseg import io
-    from msseg.cli.common import progress
     from msseg.data import whole_spine
     from msseg.errors import MssegError
+    from msseg.progress import progress
 
     subjects = parse_counts(args.subjects)
     unknown = sorted(set(subjects) - set(whole_spine.SITES))

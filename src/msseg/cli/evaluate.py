@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from msseg import io
-from msseg.cli.common import check_outputs, print_table, progress
+from msseg.cli.common import check_outputs, print_table
 from msseg.errors import MssegError
+from msseg.progress import progress
 
 MATCHING_RULES = ("published", "symmetric")   # msseg.evaluation.lesions.MATCHING_RULES
 

@@ -127,11 +127,11 @@ def parse_budget(text: str | None) -> dict[str, int]:
 
 
 def run_preprocessing(args: argparse.Namespace) -> int:
-    from msseg.cli.common import progress
     from msseg.data.index import load_index
     from msseg.experiments.engine import run_design
     from msseg.experiments.preprocessing import Preprocessing
-    from msseg.inference.segment import SegmentOptions
+    from msseg.inference.options import SegmentOptions
+    from msseg.progress import progress
     from msseg.training.config import TrainConfig
 
     base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()

@@ -106,9 +106,11 @@ def run(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.input)
     levels = _per_image(args.levels, inputs, LEVEL_SUFFIXES, "--levels", "level map")
     centerlines = _centerlines(args.centerline, inputs, model)
+    figures = _qc_figures() if args.qc else None
     jobs = [Job(path, outdir, model.path, options, args.soft, args.qc, tuple(model.outputs),
                 args.overwrite, **_bids_fields(layout, path), task=args.task,
-                levels=levels.get(path), centerline=centerlines.get(path)) for path in inputs]
+                levels=levels.get(path), centerline=centerlines.get(path), figures=figures)
+            for path in inputs]
     _plan(jobs, args.overwrite)
     if layout == "bids":
         from msseg import __version__, bids
@@ -284,7 +286,7 @@ def _forget(job, outdir: Path, created: bool) -> None:
 
 
 def _options(args: argparse.Namespace, model):
-    from msseg.inference.segment import SegmentOptions
+    from msseg.inference.options import SegmentOptions
     from msseg.models.nnunet import NnunetFolder
     from msseg.models.sct import SctModel
     from msseg.postprocess import PostprocessConfig
@@ -323,8 +325,8 @@ def _options(args: argparse.Namespace, model):
 def _run(jobs: list, args):
     from rich.progress import Progress
 
-    from msseg.cli.common import stderr
     from msseg.inference.batch import run_batch, write_folder_summary
+    from msseg.progress import stderr
 
     last = [time.monotonic()]
     with Progress(console=stderr(), transient=True, disable=len(jobs) < 2) as progress:
@@ -372,3 +374,8 @@ def list_tasks() -> int:
     return 0
 
 
+def _qc_figures():
+    """The QC figures each scan's job draws (handed to the batch, which imports no report)."""
+    from msseg.report.qc import scan_figures
+
+    return scan_figures

@@ -22,8 +22,9 @@ import sys
 from pathlib import Path
 
 from msseg import __version__, io
-from msseg.cli.common import check_outputs, progress
+from msseg.cli.common import check_outputs
 from msseg.errors import MssegError
+from msseg.progress import progress
 
 INTERP = {"cubic": 3, "linear": 1}
 CHUNK = re.compile(r"_chunk-[A-Za-z0-9]+")

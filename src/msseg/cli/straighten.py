@@ -116,8 +116,8 @@ def _stage1(image, args):
     import numpy as np
 
     from msseg.centerline.detect import CenterlineOptions
-    from msseg.centerline.finder import CenterlineFinder
-    from msseg.inference.segment import check_image
+    from msseg.inference.centerline import CenterlineFinder
+    from msseg.inference.options import check_image
 
     check_image(image, str(args.input))
     line = CenterlineFinder(device=args.device,

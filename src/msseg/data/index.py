@@ -4,16 +4,16 @@ A record per image: the image path, its cord and lesion masks (or None), contras
 spacing, shape, patient, session, site and chunk. Masks are found
 
 * in BIDS derivatives (``derivatives/<pipeline>/sub-*/[ses-*/]anat/``) or beside the image, named
-  ``<image stem><suffix>.nii.gz`` with a cord suffix from :data:`CORD_SUFFIXES` or a lesion suffix
-  from :data:`LESION_SUFFIXES`;
+  ``<image stem><suffix>.nii.gz`` with a cord suffix from :data:`msseg.bids.CORD_SUFFIXES` or a
+  lesion suffix from :data:`msseg.bids.LESION_SUFFIXES`;
 * any NIfTI whose name ends with one of those suffixes is a mask, never an image;
 * ``msseg segment --bids-derivatives`` outputs (``…_label-SC_desc-T2w_mask``,
   :mod:`msseg.bids`) count as their older equivalent (``…_T2w_label-SC_seg``), after any
   other mask of the image: a manual label wins over msseg's own prediction.
 
 Contrast comes from the BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain names, from
-:data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…). The patient is the BIDS ``sub``
-entity, else the image's folder, skipping folders named like a contrast or
+:data:`msseg.bids.PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…). The patient is the BIDS
+``sub`` entity, else the image's folder, skipping folders named like a contrast or
 ``anat`` (``errsm_11/t2/t2.nii.gz`` -> ``errsm_11``), else the file stem. The site is
 the ``site`` (or ``institution``) column of ``participants.tsv``, else the letters of the
 subject label (``sub-unf01`` -> ``unf``), else the top folder.
@@ -31,23 +31,18 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from msseg.bids import legacy_name
+from msseg.bids import (
+    CORD_SUFFIXES,
+    ENTITY,
+    LESION_SUFFIXES,
+    PLAIN_CONTRASTS,
+    contrast_of,
+    is_mask_name,
+    legacy_name,
+    site_of,
+)
 from msseg.errors import MssegError
 from msseg.io import find_nifti, load_header, strip_nifti_suffix
-
-CORD_SUFFIXES = ("_label-SC_seg", "_seg-manual", "_manual_segmentation", "_sc_seg",
-                 "_seg")
-LESION_SUFFIXES = ("_label-lesion_seg", "_lesion-manual", "_lesion_seg", "_lesionseg")
-OTHER_LABEL_SUFFIXES = ("_labels-disc-manual", "_labels", "_centerline-manual", "_gmseg_manual",
-                        "_gmseg", "_labeled", "_levels", "_labels-disc", "_label-disc",
-                        "_probseg")   # _labeled, _levels, _label(s)-disc: level maps (--levels)
-BIDS_CONTRASTS = {"T2w": "T2w", "T2starw": "T2starw", "T2star": "T2starw", "T1w": "T1w",
-                  "PSIR": "PSIR", "STIR": "STIR", "UNIT1": "UNIT1", "MTS": "MTS", "FLAIR": "FLAIR",
-                  "T2w-sag": "T2w", "acq-sag_T2w": "T2w"}
-PLAIN_CONTRASTS = {"t2": "T2w", "t2w": "T2w", "t2s": "T2starw", "t2star": "T2starw",
-                   "gre": "T2starw", "t1": "T1w", "t1w": "T1w", "mt1": "MTS", "mt0": "MTS",
-                   "psir": "PSIR", "stir": "STIR", "flair": "FLAIR", "unit1": "UNIT1"}
-ENTITY = re.compile(r"(?:^|_)(sub|ses|acq|chunk|run)-([A-Za-z0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -65,12 +60,6 @@ class Record:
     chunk: int | None
     fold: int | None = None
     raters: tuple[str, ...] = ()   # lesion masks of individual raters (X_label-lesion_raterK_seg)
-
-
-def is_mask_name(stem: str) -> bool:
-    stem = legacy_name(stem)    # BIDS derivative names (msseg segment --bids-derivatives)
-    return stem.endswith(CORD_SUFFIXES + LESION_SUFFIXES + OTHER_LABEL_SUFFIXES) or \
-        "segmentation" in stem or stem.startswith("labels")
 
 
 def scan(root: str | Path) -> list[Record]:
@@ -134,25 +123,6 @@ def _find_mask(image: Path, stem: str, masks: list[Path], suffixes: Iterable[str
             if candidates:
                 return str(candidates[0])
     return None
-
-
-def site_of(name: str) -> str | None:
-    """The site a BIDS name says: the letters of its subject label (``sub-unf01`` -> ``unf``;
-    empty for a label of digits only); None without a ``sub-`` entity."""
-    entities = dict(ENTITY.findall(name))
-    if "sub" not in entities:
-        return None
-    return re.sub(r"\d+$", "", entities["sub"])
-
-
-def contrast_of(stem: str) -> str:
-    """The contrast a file name says: its BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain
-    names, :data:`PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…); else its last part."""
-    parts = stem.split("_")
-    if parts[-1] in BIDS_CONTRASTS:
-        return BIDS_CONTRASTS[parts[-1]]
-    key = parts[-1].lower()
-    return PLAIN_CONTRASTS.get(key, PLAIN_CONTRASTS.get(stem.lower(), parts[-1]))
 
 
 def _participant_sites(root: Path) -> dict[str, str]:

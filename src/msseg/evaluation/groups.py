@@ -2,7 +2,7 @@
 
 A case's group comes from ``--groups groups.csv`` (a ``case`` column and one column per grouping,
 e.g. ``case,contrast,site``) when given, else from its BIDS name: ``contrast`` from the suffix
-(``sub-unf01_T2star`` -> T2starw, as :func:`msseg.data.index.contrast_of`), ``site`` from the
+(``sub-unf01_T2star`` -> T2starw, as :func:`msseg.bids.contrast_of`), ``site`` from the
 letters of the subject label (``sub-unf01`` -> unf), ``chunk`` from the ``chunk-N`` entity
 (``chunk-2``; ``none`` without one). Each group gets the cohort summary of
 :func:`msseg.evaluation.engine.summarize` (mean, sd, median, n per metric, volume-wise
@@ -31,7 +31,7 @@ def case_groups(cases: list[str], by: str, table: Path | None = None) -> dict[st
 
 
 def _from_name(case: str, by: str) -> str:
-    from msseg.data.index import contrast_of, site_of
+    from msseg.bids import contrast_of, site_of
     from msseg.evaluation.stacking import split_chunk
 
     if by == "contrast":

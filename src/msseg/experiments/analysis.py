@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from msseg import io
-from msseg.evaluation.holdout import markdown_table
 from msseg.evaluation.lesions import size_bin_index, size_bin_labels
+from msseg.experiments.holdout import markdown_table
 from msseg.statistics import COLUMNS, holm, kruskal_dunn, normality, raincloud, wilcoxon_paired
 
 TABLE_METRICS = ("dice", "nsd", "lesion_ppv", "lesion_f1", "count_error", "cord_dice")

@@ -30,12 +30,13 @@ import pandas as pd
 from scipy import stats
 
 from msseg import io
-from msseg.cli.common import progress
 from msseg.data.index import Record, load_index, save_index
 from msseg.errors import MssegError
 from msseg.evaluation.voxel import dice
 from msseg.experiments.engine import Run, Scored, run_design
-from msseg.inference.segment import Segmenter, SegmentOptions
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import Segmenter
+from msseg.progress import progress
 from msseg.statistics import COLUMNS, anova_tukey
 from msseg.training.config import TrainConfig
 from msseg.training.loop import split_records

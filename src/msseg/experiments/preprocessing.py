@@ -11,7 +11,7 @@ folds), four versions of the data:
   ``OUT/variants/stitched`` and reused by every model and every later run);
 * ``chunks-straightened`` / ``stitched-straightened``: the same, the models trained in
   straightened space (training config ``frame: straightened``: each image straightened along
-  its cord mask's centerline) and run through :class:`~msseg.inference.segment.
+  its cord mask's centerline) and run through :class:`~msseg.inference.straight.
   StraightSegmenter` (straightened along the stage-1 centerline, probabilities brought back by
   the inverse mapping).
 
@@ -56,7 +56,9 @@ from msseg.evaluation.stacking import stack_chunks
 from msseg.evaluation.voxel import dice
 from msseg.experiments.engine import Run, Scored
 from msseg.image import Image
-from msseg.inference.segment import EnsembleSegmenter, SegmentOptions, make_segmenter
+from msseg.inference.ensemble import EnsembleSegmenter
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import make_segmenter
 from msseg.preprocess.resample import resample_to_grid
 from msseg.training.config import TrainConfig
 

@@ -32,15 +32,12 @@ import numpy as np
 import pandas as pd
 
 from msseg import bids, io
-from msseg.data.index import is_mask_name
+from msseg.bids import is_mask_name
 from msseg.errors import MssegError
 from msseg.inference import records
-from msseg.inference.segment import (
-    SegmentOptions,
-    make_segmenter,
-    model_threshold,
-    postprocess_config,
-)
+from msseg.inference.finish import model_threshold, postprocess_config
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import make_segmenter
 from msseg.models.registry import open_model
 
 BIDS_LABEL = {"cord": "SC", "lesion": "lesion"}
@@ -64,6 +61,10 @@ class Job:
     task: str = ""                                 # the task as named (sidecars)
     levels: Path | None = None                     # level map of the image (lesion table)
     centerline: Path | None = None                 # SCT models: the -centerline file
+    # QC figures of a scan, given by the caller (the CLI: msseg.report.qc.scan_figures):
+    # figures(name, image, cord, lesion, qcdir); a module-level function, so a worker
+    # process or a Dask worker receives it by reference
+    figures: Callable | None = None
 
     @property
     def name(self) -> str:
@@ -191,10 +192,8 @@ def _segment(job: Job, image, start: float) -> dict:
         result = segmenter.segment(image, str(job.image))
     table = lesion_positions(result.table, result.lesion, job.name, levels) \
         if result.lesion is not None else result.table
-    if job.qcdir is not None:
-        from msseg.report.qc import scan_figures
-
-        scan_figures(job.name, image, result.cord, result.lesion, job.qcdir)
+    if job.qcdir is not None and job.figures is not None:
+        job.figures(job.name, image, result.cord, result.lesion, job.qcdir)
     for name in job.masks:
         io.save_like(result.masks[name].data, image, out[name])
     if job.soft:

@@ -24,7 +24,8 @@ import numpy as np
 from msseg.centerline.detect import Centerline
 from msseg.errors import MssegError
 from msseg.image import Image, bounding_box
-from msseg.inference.segment import SegmentOptions, SegmentResult, check_image, finish
+from msseg.inference.finish import finish
+from msseg.inference.options import SegmentOptions, SegmentResult, check_image
 from msseg.models.sct import SctModel
 from msseg.preprocess import sct
 from msseg.preprocess.orient import reorient_like, to_rpi
@@ -135,10 +136,10 @@ class SctLesionSegmenter:
         return centres
 
     def _msseg_centres(self, image: Image, grid: SctGrid) -> dict:
-        from msseg.inference.segment import _finder
+        from msseg.inference.centerline import finder_for
 
         if self._finder is None:
-            self._finder = _finder(self.options)
+            self._finder = finder_for(self.options)
         line = self._finder.find(image)
         if not line.found:
             return {}

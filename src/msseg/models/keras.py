@@ -1,9 +1,10 @@
 """Keras 2 model files (``.h5``) as msseg networks: read with h5py, rebuilt in PyTorch.
 
 The file's ``model_config`` (the functional graph) and ``model_weights`` are read without
-TensorFlow; :func:`build_module` makes a torch module that runs the graph in msseg's layout
-(``(B, C, *spatial)``, channels first, whatever the file's ``data_format``: a channels_last
-model's spatial axes keep their order, only the channel axis moves). The layers of the field's
+TensorFlow; :func:`msseg.models.keras_torch.build_module` makes a torch module that runs the
+graph in msseg's layout (``(B, C, *spatial)``, channels first, whatever the file's
+``data_format``: a channels_last model's spatial axes keep their order, only the channel axis
+moves). The layers of the field's
 released models are supported — Conv2D/Conv3D (dilation, 'same'/'valid'), BatchNormalization,
 Dropout (identity at inference), MaxPooling, Conv2DTranspose, UpSampling (nearest),
 Concatenate, Activation, and SCT's ``Lambda`` that divides by a temperature — and anything else
@@ -218,10 +219,3 @@ def lambda_divisor(model: KerasModel, layer: Layer) -> float:
         return float(function[2][0])
     raise MssegError(f"{model.path}: layer {layer.name!r} is a Lambda msseg cannot read (only "
                      "SCT's 'divide by temperature' Lambda is supported)")
-
-
-def build_module(model: KerasModel):
-    """The model as a torch module in eval mode: ``(B, C, *spatial)`` float32 in and out."""
-    from msseg.models.keras_torch import KerasModule
-
-    return KerasModule(model).eval()

@@ -162,3 +162,8 @@ class Float64(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x.double()).float()
+
+
+def build_module(model: KerasModel) -> KerasModule:
+    """The model as a torch module in eval mode: ``(B, C, *spatial)`` float32 in and out."""
+    return KerasModule(model).eval()

@@ -132,7 +132,8 @@ def _onnx_session(path: Path, threads: int):
 
 def _torch_network(path: Path, device: str, threads: int):
     from msseg.models.backends import TorchNetwork
-    from msseg.models.keras import build_module, read_keras
+    from msseg.models.keras import read_keras
+    from msseg.models.keras_torch import build_module
 
     module = build_module(read_keras(path))
     if device == "cpu":   # float64 on the CPU: within 1e-5 of SCT's outputs (float32: 2e-5)
@@ -145,7 +146,8 @@ def _torch_network(path: Path, device: str, threads: int):
 def export(source: Path, dest: Path) -> Path:
     """msseg's ONNX export of a Keras file (channels first, batch axis dynamic)."""
     from msseg.models.backends import export_onnx
-    from msseg.models.keras import build_module, read_keras
+    from msseg.models.keras import read_keras
+    from msseg.models.keras_torch import build_module
 
     model = read_keras(source)
     shape = tuple(1 if s is None else s for s in model.spatial_shape)

@@ -5,6 +5,7 @@ lesion-wise F1 on scans with (synthesised) lesions, lesions found on lesion-free
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from msseg import io
 from msseg.data.index import load_index
 from msseg.evaluation.engine import EvalOptions, evaluate_masks
 from msseg.evaluation.voxel import dice
-from msseg.inference.segment import SegmentOptions, make_segmenter
+from msseg.inference.options import SegmentOptions
+from msseg.inference.segment import make_segmenter
 from msseg.models.registry import ModelFolder
+from msseg.statistics import wilcoxon_paired
 
 
 def evaluate_holdout(model: ModelFolder, index: str | Path, fold: int = 0,
@@ -63,3 +66,39 @@ def summarise(table: pd.DataFrame) -> dict[str, float]:
             "cord_dice_median": real["cord_dice"].median(),
             "specificity": (real["n_pred_lesions"] == 0).mean(), "n_real": len(real),
             "n_lesion_images": len(lesions), "seconds_median": table["seconds"].median()}
+
+
+LESION_METRICS = ("lesion_dice", "lesion_ppv", "lesion_sensitivity", "lesion_f1")
+
+
+def comparison_tables(rows: pd.DataFrame, regimes: Sequence[str],
+                      others: Sequence[str] = ()) -> str:
+    """Models compared on the same held-out images (rows of :func:`evaluate_holdout` with a
+    ``model`` column): the per-contrast lesion Dice table, the overall lesion metrics, cord
+    Dice and specificity on the real scans, and the paired Wilcoxon tests between the
+    ``regimes`` (Holm), as markdown; ``others`` (existing models) are shown, not tested."""
+    models = [m for m in (*regimes, *others) if m in set(rows.model)]
+    lesions = rows[rows.synthetic_lesions]
+    real = rows[~rows.synthetic_lesions]
+    per = lesions.pivot_table(index="contrast", columns="model", values="lesion_dice",
+                              aggfunc="mean")[models].round(3)
+    per.insert(0, "n", lesions[lesions.model == models[0]].groupby("contrast").size())
+    overall = lesions.groupby("model")[list(LESION_METRICS)].mean().loc[models].round(3)
+    cord = real.groupby("model").agg(cord_dice_median=("cord_dice", "median"),
+                                     specificity=("n_pred_lesions", lambda s: (s == 0).mean()),
+                                     n_real=("cord_dice", "size")).loc[models].round(3)
+    by_image = {m: lesions[lesions.model == m].set_index("image")["lesion_dice"]
+                for m in regimes if m in models}
+    tests = pd.DataFrame(wilcoxon_paired(by_image)) if len(by_image) > 1 else pd.DataFrame()
+    parts = ["Lesion Dice per contrast (images with lesions; mean):", "",
+             markdown_table(per.reset_index()), "",
+             "Lesion metrics over all images with lesions (mean):", "",
+             markdown_table(overall.reset_index()), "",
+             "Real held-out scans as acquired (cord Dice median; volume-wise specificity):", "",
+             markdown_table(cord.reset_index())]
+    if not tests.empty:
+        keep = [c for c in ("group_a", "group_b", "statistic", "p_value", "p_adjusted", "n")
+                if c in tests.columns]
+        parts += ["", "Paired Wilcoxon on lesion Dice per image (Holm):", "",
+                  markdown_table(tests[keep].round(4))]
+    return "\n".join(parts) + "\n"

@@ -1,4 +1,5 @@
-"""Find the cord centerline of a scan: CNN1 (or the intensity baseline) + optimal path.
+"""Stage 1 run through a model: find the cord centerline of a scan with CNN1 (or the intensity
+baseline) + optimal path (the geometry itself, model-free, is :mod:`msseg.centerline`).
 
 The image is reoriented to RPI and resampled to CNN1's in-plane spacing (0.5 mm), keeping its
 axial slices; the heatmap is CNN1's sliding-window output over every slice (or
@@ -128,6 +129,13 @@ class CenterlineFinder:
             heat = self._heat(planes[a[0]:b[0], a[1]:b[1], j])
             points, scores = slice_candidates(heat, tuple(spacing[:2]), self.options)
             cands[k] = (points + lo[j], scores)
+
+
+def finder_for(options) -> CenterlineFinder:
+    """Stage 1 as a run's options (:class:`~msseg.inference.options.SegmentOptions`) ask."""
+    return CenterlineFinder(options.centerline, device=options.device,
+                            options=CenterlineOptions(slice_step_mm=options.centerline_step_mm),
+                            backend=options.backend, threads=options.threads)
 
 
 def centerline_table(line: Centerline):
