@@ -51,7 +51,7 @@ from scipy import ndimage
 
 from msseg import io
 from msseg.evaluation.engine import EvalOptions, evaluate_masks
-from msseg.synth import perturb_mask
+from msseg.phantom import perturb_mask
 
 
 def build_pairs(data: Path, n: int = 30) -> list[tuple[np.ndarray, np.ndarray]]:

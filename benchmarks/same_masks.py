@@ -4,7 +4,7 @@ of ``../shared/data``, compared voxel for voxel (a refactoring must not change o
 Each command (``--msseg``: e.g. this checkout's and a wrapper running an older one from a git
 worktree) runs ``msseg segment TASK -i SCANS… -o OUT/<command>/<task>`` once per task in a
 fresh process: the spine tasks on every spine image (all of them, masks left out), the brain
-task on the brain FLAIR images (``--brain N``: the first N patients). Prints one line per task
+task on the brain FLAIR images (``--brain N``: the first N that have one). Prints one line per task
 and scan (identical, or how many voxels differ and the Dice), and exits 1 if any differ.
 
 Run: .venv/bin/python benchmarks/same_masks.py --msseg OLD_MSSEG [--msseg .venv/bin/msseg]
@@ -32,9 +32,14 @@ def spine_scans(data: Path) -> list[Path]:
     from msseg.bids import is_mask_name
     from msseg.io import strip_nifti_suffix
 
-    found = sorted(p for p in (data / "spine").rglob("*.nii.gz")
-                   if "PAM50" not in p.parts and "derivatives" not in p.parts
-                   and not is_mask_name(strip_nifti_suffix(p.name)))
+    skip = {"PAM50", "derivatives", "template", "_history"}   # label maps, broken headers
+    found = []
+    for path in sorted((data / "spine").rglob("*.nii.gz")):
+        stem = strip_nifti_suffix(path.name)
+        if skip & set(path.parts) or is_mask_name(stem.rsplit("_at", 1)[0]) \
+                or "manual" in stem or "labels" in stem:   # ivadomed names end in _at<hash>
+            continue
+        found.append(path)
     return found
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from msseg import io
 from msseg.data.index import assign_folds, save_index, scan
-from msseg.synth import make_phantom
+from msseg.phantom import make_phantom
 
 
 def write_bids_phantoms(root: Path, n: int = 4, contrasts=("T2w",), shape=(64, 64, 6),

@@ -33,7 +33,7 @@ from package import score_record
 from msseg import io
 from msseg.data.index import load_index
 from msseg.evaluation.engine import EvalOptions
-from msseg.evaluation.lesions import (
+from msseg.evaluation.lesion_matching import (
     lesion_scores,
     match_lesions,
     size_bin_index,

@@ -75,7 +75,7 @@ def slice_levels(levels: Image) -> np.ndarray:
 
 
 def lesion_levels(lesion: Image, levels: Image) -> pd.DataFrame:
-    """One row per lesion (the ids of :func:`msseg.lesions.lesion_table`): ``vert_level``,
+    """One row per lesion (the ids of :func:`msseg.lesion_table.lesion_table`): ``vert_level``,
     ``vert_level_name``, ``level_shares``. ``levels`` must be on the lesion mask's grid."""
     if levels.shape[:3] != lesion.shape[:3] or not np.allclose(levels.affine, lesion.affine,
                                                                 atol=1e-3):
@@ -99,7 +99,7 @@ def lesion_levels(lesion: Image, levels: Image) -> pd.DataFrame:
 
 
 def distance_from_top(table: pd.DataFrame, image: Image) -> np.ndarray:
-    """Per row of a lesion table (:func:`msseg.lesions.lesion_table`): the world centroid's
+    """Per row of a lesion table (:func:`msseg.lesion_table.lesion_table`): the world centroid's
     distance (mm) below the most superior slice of ``image``'s grid, along its S–I voxel axis
     (no relabelling: the table's centroids)."""
     if not len(table):

@@ -15,9 +15,9 @@ from msseg.data.brain_synthesis import ScannerLike, insert_lesions, measure_lesi
 from msseg.data.index import assign_folds, save_index, scan
 from msseg.image import Image
 from msseg.inference.segment import BACK_ORDER
+from msseg.phantom import make_phantom
 from msseg.preprocess.orient import to_rpi
 from msseg.preprocess.resample import resample_to_grid, resample_to_spacing
-from msseg.synth import make_phantom
 from msseg.training.config import TrainConfig
 from msseg.training.data import working_spacing
 from msseg.training.planning import Plan

@@ -10,7 +10,7 @@ import pytest
 from msseg import io
 from msseg.cli.main import main
 from msseg.evaluation.engine import METRIC_COLUMNS, EvalOptions, evaluate_masks
-from msseg.synth import make_phantom, perturb_mask
+from msseg.phantom import make_phantom, perturb_mask
 
 AFFINE = np.diag([-0.5, 0.5, 3.0, 1.0])
 

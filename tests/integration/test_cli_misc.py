@@ -98,7 +98,7 @@ def test_evaluate_and_onnx_segment_never_import_torch(tmp_path):
     import numpy as np
 
     from msseg import io
-    from msseg.synth import make_phantom
+    from msseg.phantom import make_phantom
 
     ref = np.zeros((12, 12, 12), np.uint8)
     ref[3:8, 3:8, 3:8] = 1

@@ -11,7 +11,7 @@ import pytest
 from msseg import io
 from msseg.errors import MssegError
 from msseg.image import Image
-from msseg.lesions import lesion_table
+from msseg.lesion_table import lesion_table
 from msseg.levels import (
     distance_from_top,
     is_point_map,

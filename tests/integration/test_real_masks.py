@@ -16,9 +16,9 @@ from scipy import ndimage
 from conftest import brain_lesion_masks
 from msseg import io
 from msseg.evaluation.engine import EvalOptions, evaluate_masks
-from msseg.evaluation.lesions import label_lesions
+from msseg.evaluation.lesion_matching import label_lesions
 from msseg.evaluation.voxel import SurfaceDistances, dice
-from msseg.synth import perturb_mask
+from msseg.phantom import perturb_mask
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from msseg.errors import MssegError
 from msseg.image import Image, bounding_box
 from msseg.inference.crop import cord_neighbourhood
 from msseg.models.windows import WindowRunner, pad_box, windows, windows_box
-from msseg.preprocess.pipeline import SliceSource, network_grid, preprocess_box, preprocess_image
+from msseg.preprocess.pipeline import NetworkGrid, preprocess_image
 from msseg.preprocess.plan import Plan
 
 
@@ -41,10 +41,11 @@ PLANS = {
 
 
 @pytest.mark.parametrize("name", PLANS)
-def test_preprocess_box_equals_the_whole_image_preprocessing_cropped(name):
+def test_network_grid_box_equals_the_whole_image_preprocessing_cropped(name):
     plan, image = PLANS[name], _scan()
     full = preprocess_image(image, plan)
-    shape, affine = network_grid(image, plan)
+    grid = NetworkGrid(image, plan)
+    shape, affine = grid.shape, grid.affine
     assert shape == full.shape and np.allclose(affine, full.affine)
     rng = np.random.default_rng(1)
     boxes = [tuple(slice(0, n) for n in shape), (slice(0, 1), slice(shape[1] - 1, None),
@@ -54,7 +55,7 @@ def test_preprocess_box_equals_the_whole_image_preprocessing_cropped(name):
         boxes.append(tuple(slice(a, int(rng.integers(a + 1, n + 1)))
                            for a, n in zip(lo, shape, strict=True)))
     for box in boxes:
-        np.testing.assert_allclose(preprocess_box(image, plan, box), full.data[box], atol=1e-5)
+        np.testing.assert_allclose(grid.box(box), full.data[box], atol=1e-5)
 
 
 @pytest.mark.parametrize("shape,patch", [((5, 300, 220), (64, 64)), ((5, 50, 40), (64, 64)),
@@ -240,9 +241,9 @@ def test_piecewise_map_of_every_voxel_equals_the_masked_path():
     assert every.min() < 0 and every.max() > 100   # the end segments extend
 
 
-def test_slice_source_boxes_equal_the_whole_slices_cropped():
+def test_network_grid_slice_boxes_equal_the_whole_slices_cropped():
     plan, image = PLANS["2d nyul"], _scan(shape=(41, 33, 9))
-    source = SliceSource(image, plan)
+    source = NetworkGrid(image, plan)
     ks = np.array([0, 3, 4, 8])
     whole = source.slices(ks)
     assert whole.shape == (*source.shape[:2], 4)

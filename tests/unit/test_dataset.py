@@ -127,8 +127,8 @@ def test_dataset_scan_cli(bids, tmp_path, capsys):
 def test_rater_masks_indexed_and_consensus_labels(tmp_path):
     from msseg import io
     from msseg.data.index import scan
+    from msseg.phantom import make_phantom
     from msseg.preprocess.orient import to_rpi
-    from msseg.synth import make_phantom
     from msseg.training.data import load_case
     from msseg.training.planning import plan as make_plan
 

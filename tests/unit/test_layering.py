@@ -17,15 +17,15 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "msseg"
 TOP = ("inference", "training", "evaluation", "report", "experiments", "cli")
 FORBIDDEN = {
-    "io": ("preprocess", "centerline", "models", "data", "postprocess", "lesions", *TOP),
+    "io": ("preprocess", "centerline", "models", "data", "postprocess", "lesion_table", *TOP),
     "bids": ("io", "preprocess", "centerline", "models", "data", *TOP),
     "progress": ("preprocess", "centerline", "models", "data", *TOP),
-    "preprocess": ("centerline", "models", "data", "postprocess", "lesions", *TOP),
-    "centerline": ("models", "data", "postprocess", "lesions", *TOP),
-    "models": ("data", "postprocess", "lesions", *TOP),
+    "preprocess": ("centerline", "models", "data", "postprocess", "lesion_table", *TOP),
+    "centerline": ("models", "data", "postprocess", "lesion_table", *TOP),
+    "models": ("data", "postprocess", "lesion_table", *TOP),
     "inference": ("data", "training", "evaluation", "report", "experiments", "cli"),
-    "postprocess": ("centerline", "models", "data", "lesions", *TOP),
-    "lesions": ("centerline", "models", "data", *TOP),
+    "postprocess": ("centerline", "models", "data", "lesion_table", *TOP),
+    "lesion_table": ("centerline", "models", "data", *TOP),
     "evaluation": ("centerline", "models", "data", "inference", "training", "report",
                    "experiments", "cli"),
     "report": ("models", "data", "inference", "training", "experiments", "cli"),

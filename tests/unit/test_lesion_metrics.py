@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from msseg.evaluation.lesions import (
+from msseg.evaluation.lesion_matching import (
     label_lesions,
     lesion_scores,
     match_lesions,

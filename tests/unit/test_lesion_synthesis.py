@@ -28,8 +28,8 @@ from msseg.data.synthetic_spine import (
     synthetic_spine,
 )
 from msseg.image import Image
+from msseg.phantom import make_phantom
 from msseg.preprocess.orient import reorient
-from msseg.synth import make_phantom
 
 
 def test_prior_matches_published_statistics():

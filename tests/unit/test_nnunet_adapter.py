@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from msseg.errors import MssegError
-from msseg.models import nnunet as adapter
+from msseg.models import nnunet_folder as adapter
 from msseg.models.windows import WindowRunner, gaussian_weights, window_starts, windows
-from msseg.preprocess import nnunet as nn
+from msseg.preprocess import nnunet_preprocessing as nn
 
 REQUIRE = os.environ.get("MSSEG_REQUIRE_DATA") == "1"
 
@@ -139,7 +139,7 @@ def test_normalisation_matches_nnunet(scheme, use_mask):
     seg = np.where(inside, 0, -1)
     expected = getattr(peer, scheme)(use_mask, props).run(data.copy(), seg)
     plan = nn.NnunetPlan("3d", (1, 1, 1), (8, 8, 8), (0, 1, 2), scheme, use_mask, props)
-    np.testing.assert_allclose(nn.normalize(data.copy(), plan, inside), expected, rtol=1e-5,
+    np.testing.assert_allclose(nn.normalize_scheme(data.copy(), plan, inside), expected, rtol=1e-5,
                                atol=1e-5)
 
 

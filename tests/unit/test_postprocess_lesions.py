@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from msseg.image import Image
-from msseg.lesions import COLUMNS, lesion_table, si_axis
+from msseg.lesion_table import COLUMNS, lesion_table, si_axis
 from msseg.postprocess import PostprocessConfig, dilate_mm, postprocess
 from msseg.preprocess.orient import reorient
 

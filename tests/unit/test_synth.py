@@ -6,7 +6,7 @@ import cc3d
 import numpy as np
 import pytest
 
-from msseg.synth import make_phantom, perturb_mask
+from msseg.phantom import make_phantom, perturb_mask
 
 
 def test_phantom_is_seeded():

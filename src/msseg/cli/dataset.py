@@ -84,7 +84,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from msseg.data.index import load_index
-    from msseg.data.nnunet import export_nnunet
+    from msseg.data.nnunet_export import export_nnunet
 
     root = export_nnunet(load_index(args.index), args.output, args.id, args.name)
     print(f"nnU-Net raw dataset written to {root}")

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg.evaluation.engine import EvalOptions, evaluate_masks
     from msseg.evaluation.voxel import dice
     from msseg.models.registry import bundled_models
-    from msseg.synth import make_phantom, perturb_mask
+    from msseg.phantom import make_phantom, perturb_mask
 
     start = time.perf_counter()
     out = args.outdir

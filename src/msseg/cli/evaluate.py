@@ -10,7 +10,7 @@ from msseg.cli.common import check_outputs, print_table
 from msseg.errors import MssegError
 from msseg.progress import progress
 
-MATCHING_RULES = ("published", "symmetric")   # msseg.evaluation.lesions.MATCHING_RULES
+MATCHING_RULES = ("published", "symmetric")   # msseg.evaluation.lesion_matching.MATCHING_RULES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -144,7 +144,7 @@ def _require_extras(model, options, dask_scheduler: str | None) -> None:
     """Before any work: the optional dependencies this run needs (one line naming the extra
     when one is missing, instead of a failure per scan)."""
     from msseg.extras import require
-    from msseg.models.nnunet import NnunetFolder
+    from msseg.models.nnunet_folder import NnunetFolder
     from msseg.models.sct import SctModel
 
     if options.backend == "torch" or options.device != "cpu":
@@ -287,7 +287,7 @@ def _forget(job, outdir: Path, created: bool) -> None:
 
 def _options(args: argparse.Namespace, model):
     from msseg.inference.options import SegmentOptions
-    from msseg.models.nnunet import NnunetFolder
+    from msseg.models.nnunet_folder import NnunetFolder
     from msseg.models.sct import SctModel
     from msseg.postprocess import PostprocessConfig
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from msseg import bids, io
 from msseg.errors import MssegError
-from msseg.evaluation.lesions import (
+from msseg.evaluation.lesion_matching import (
     LesionMatch,
     lesion_scores,
     match_lesions,

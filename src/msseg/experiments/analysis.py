@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from msseg import io
-from msseg.evaluation.lesions import size_bin_index, size_bin_labels
+from msseg.evaluation.lesion_matching import size_bin_index, size_bin_labels
 from msseg.experiments.holdout import markdown_table
 from msseg.statistics import COLUMNS, holm, kruskal_dunn, normality, raincloud, wilcoxon_paired
 

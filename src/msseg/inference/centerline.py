@@ -29,7 +29,7 @@ from msseg.image import Image, spacing_from_affine
 from msseg.models.registry import ModelFolder, find_model
 from msseg.models.windows import sigmoid
 from msseg.preprocess.orient import to_rpi
-from msseg.preprocess.pipeline import SliceSource, preprocess_image
+from msseg.preprocess.pipeline import NetworkGrid, preprocess_image
 from msseg.preprocess.resample import resample_to_spacing
 
 CENTERLINE_TASK = "centerline"   # the bundled CNN1 model
@@ -95,7 +95,7 @@ class CenterlineFinder:
         if self.method == "intensity":
             heat, grid = self.heatmap(image)
             return centerline_from_heatmap(heat, grid, self.options)
-        source = SliceSource(image, self.model.plan)
+        source = NetworkGrid(image, self.model.plan)
         spacing = spacing_from_affine(source.affine)
         coarse, fine = self.options.passes(source.shape[2], spacing[2])
         empty = (np.zeros((0, 2)), np.zeros(0))
@@ -112,7 +112,7 @@ class CenterlineFinder:
             self._windowed(source, rough.voxels[fine], fine, cands, spacing)
         return centerline_from_candidates(cands, source.affine, self.options)
 
-    def _windowed(self, source: SliceSource, centres: np.ndarray, ks: np.ndarray,
+    def _windowed(self, source: NetworkGrid, centres: np.ndarray, ks: np.ndarray,
                   cands: list, spacing: np.ndarray) -> None:
         """Candidates of slices ``ks`` from CNN1 on a square of ``options.window_mm`` around
         ``centres`` (in-plane voxels of each slice), written into ``cands``."""

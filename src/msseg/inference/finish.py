@@ -13,7 +13,7 @@ import pandas as pd
 
 from msseg.image import Image, bounding_box, union_bounding_box
 from msseg.inference.options import SegmentOptions, SegmentResult
-from msseg.lesions import lesion_table
+from msseg.lesion_table import lesion_table
 from msseg.postprocess import THRESHOLD, PostprocessConfig, postprocess
 
 
@@ -119,7 +119,7 @@ def _unit_float32(p: np.ndarray) -> np.ndarray:
 
 def _lesion_table_in(box: tuple[slice, ...], image: Image, masks: dict[str, Image],
                      probability: Image | None) -> pd.DataFrame:
-    """:func:`msseg.lesions.lesion_table` computed on the box (world positions follow the
+    """:func:`msseg.lesion_table.lesion_table` computed on the box (world positions follow the
     cropped affine), slice indices shifted back to the whole image."""
     from msseg.image import si_axis
 

@@ -16,11 +16,11 @@ dilated cord, small components removed, largest cord component) -> lesion table.
   that follows it -> sliding windows with Gaussian blending (``tta``: a left-right mirrored
   pass too) -> probabilities back to the input's grid -> ``p >= threshold``.
 * nnU-Net folders (:class:`NnunetSegmenter`): nnU-Net's own preprocessing
-  (:mod:`msseg.preprocess.nnunet`) and window grid; only the windows that touch the box around
-  the centerline are run (so values inside it are those of the whole-image pass; outside it the
-  output is background), folds averaged as logits, logits resampled back, sigmoid / softmax,
-  ``regions_class_order`` or argmax, one mask per ``dataset.json`` label. ``crop=False``
-  (``--nnunet-exact``) predicts the whole field of view as nnU-Net does.
+  (:mod:`msseg.preprocess.nnunet_preprocessing`) and window grid; only the windows that touch
+  the box around the centerline are run (so values inside it are those of the whole-image pass;
+  outside it the output is background), folds averaged as logits, logits resampled back, sigmoid
+  / softmax, ``regions_class_order`` or argmax, one mask per ``dataset.json`` label.
+  ``crop=False`` (``--nnunet-exact``) predicts the whole field of view as nnU-Net does.
 
 Without a centerline (``crop=False``, or no cord found) box models predict the whole image and
 tube models return empty masks.
@@ -38,7 +38,7 @@ from msseg.image import Image, bounding_box, spacing_from_affine
 from msseg.inference.centerline import finder_for
 from msseg.inference.crop import CORD_HALF_WIDTH_MM, box_of, cord_neighbourhood
 from msseg.inference.finish import finish, postprocess_config, threshold_maps
-from msseg.inference.nnunet_folder import NnunetSegmenter
+from msseg.inference.nnunet_segmenter import NnunetSegmenter
 from msseg.inference.options import SegmentOptions, SegmentResult, check_image
 from msseg.inference.straight import StraightSegmenter
 from msseg.models.registry import Model, ModelFolder
@@ -56,7 +56,7 @@ def make_segmenter(model: Model, options: SegmentOptions = SegmentOptions()):
     released lesion models) :class:`~msseg.inference.sct_lesion.SctLesionSegmenter`, wrapped
     in :class:`StraightSegmenter` for models trained in straightened space or
     ``straighten``."""
-    from msseg.models.nnunet import NnunetFolder
+    from msseg.models.nnunet_folder import NnunetFolder
     from msseg.models.sct import SctModel
 
     if isinstance(model, SctModel):
@@ -133,9 +133,10 @@ class Segmenter:
         (:func:`~msseg.models.windows.windows_box`); the rest is never-touched zero memory.
         The windows then see exactly the values of the whole-image preprocessing."""
         from msseg.models.windows import windows_box
-        from msseg.preprocess.pipeline import network_grid, preprocess_box
+        from msseg.preprocess.pipeline import NetworkGrid
 
-        shape, affine = network_grid(image, self.plan)
+        grid = NetworkGrid(image, self.plan)
+        shape, affine = grid.shape, grid.affine
         roi = cord_neighbourhood(shape, affine, world, self._margin_mm)
         core = self._core(shape, affine, world, roi)
         data = np.zeros(shape, np.float32)
@@ -148,7 +149,7 @@ class Segmenter:
                 box = (x, y, z)
             else:
                 box = windows_box(shape, patch, found)
-            data[box] = preprocess_box(image, self.plan, box)
+            data[box] = grid.box(box)
         return Image(data, affine), roi, core
 
     def _core(self, shape, affine, world: np.ndarray, roi: np.ndarray) -> np.ndarray:

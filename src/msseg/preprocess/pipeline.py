@@ -4,11 +4,15 @@ Forward (:func:`preprocess_image`, used by training and inference alike): reorie
 voxel order (RPI), normalise the intensities with the statistics of the whole image (or the
 training set's learnt landmarks / template, ``plan.intensity``), optionally crop to a voxel box,
 resample to the plan's working spacing (in-plane only for 2D models; slices resized to the patch
-for ``frame == "resize"``). Inverse (:func:`to_native`): network-grid values -> the input's own
-grid, voxel order and header, zeros outside the box that was predicted.
+for ``frame == "resize"``). A part of that volume around the cord (a box, axial slices, an
+in-plane box of them) comes from :class:`NetworkGrid`, the grid worked out once per scan and
+plan. Inverse (:func:`to_native`): network-grid values -> the input's own grid, voxel order and
+header, zeros outside the box that was predicted.
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 
@@ -102,25 +106,46 @@ def preprocess_image(image: Image, plan: Plan, box: tuple[slice, ...] | None = N
     return resample_to_spacing(rpi, working_spacing(rpi, plan), order=1, reuse=True)
 
 
-def network_grid(image: Image, plan: Plan) -> tuple[tuple[int, ...], np.ndarray]:
-    """Shape and affine of :func:`preprocess_image`'s output (no box), without computing it."""
-    rpi = oriented(image, plan, copy=False)
-    return resampled_grid(rpi, working_spacing(rpi, plan))
+class NetworkGrid:
+    """A plan's network grid for one image, worked out once and passed down: the image in the
+    plan's voxel order (a view), the grid's shape and affine, and the intensity map with the
+    whole image's statistics (computed on first use). Any part of the preprocessed volume —
+    a box, axial slices, an in-plane box of them — is computed from the input voxels it needs
+    only, onto the same sample points as :func:`preprocess_image`: a crop around the cord of a
+    whole-spine volume costs what the crop costs (equal to the full computation up to float
+    rounding of the sample positions; tested to 1e-5)."""
 
+    def __init__(self, image: Image, plan: Plan):
+        self.plan = plan
+        self.rpi = oriented(image, plan, copy=False)
+        self.shape, self.affine = resampled_grid(self.rpi, working_spacing(self.rpi, plan))
 
-def preprocess_box(image: Image, plan: Plan, box: tuple[slice, ...]) -> np.ndarray:
-    """``preprocess_image(image, plan).data[box]`` (``box``: voxel slices of the network grid)
-    computed from the input voxels that box needs only — normalised with the whole image's
-    statistics, then resampled onto the same sample points — so a crop around the cord of a
-    whole-spine volume costs what the crop costs. Equal to the full computation up to float
-    rounding of the sample positions (tested to 1e-5)."""
-    rpi = oriented(image, plan, copy=False)
-    shape, affine = resampled_grid(rpi, working_spacing(rpi, plan))
-    box = tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, shape, strict=True))
-    part = rpi.crop(_source_box(rpi, affine, box))
-    part = part.with_data(normalizer(rpi.data, plan)(part.data))
-    return resample_to_grid(part, tuple(b.stop - b.start for b in box), _shifted(affine, box),
-                            order=1, reuse=True).data
+    @cached_property
+    def normalize(self):
+        return normalizer(self.rpi.data, self.plan)
+
+    def box(self, box: tuple[slice, ...]) -> np.ndarray:
+        """``preprocess_image(image, plan).data[box]`` (``box``: voxel slices of the grid)."""
+        box = tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, self.shape, strict=True))
+        part = self.rpi.crop(_source_box(self.rpi, self.affine, box))
+        part = part.with_data(self.normalize(part.data))
+        return resample_to_grid(part, tuple(b.stop - b.start for b in box),
+                                _shifted(self.affine, box), order=1, reuse=True).data
+
+    def slices(self, ks: np.ndarray, box: tuple[slice, slice] | None = None) -> np.ndarray:
+        """2D plans: axial slices ``ks`` of the grid (X, Y, len(ks)), or their in-plane ``box``
+        (voxel slices of the grid, clipped to it)."""
+        if self.plan.dims != 2 or self.plan.frame != "image":
+            raise ValueError("slice-wise preprocessing is for 2D plans on the image grid")
+        box = tuple(slice(*b.indices(n)[:2]) for b, n in
+                    zip(box or (slice(None), slice(None)), self.shape[:2], strict=True))
+        whole = (*box, slice(0, 1))
+        xy = _source_box(self.rpi, self.affine, whole)[:2]
+        source = self.rpi.crop((*xy, slice(0, self.rpi.shape[2])))
+        part = Image(self.normalize(source.data[:, :, ks]), source.affine)
+        size = tuple(b.stop - b.start for b in box)
+        return resample_to_grid(part, (*size, len(ks)), _shifted(self.affine, whole),
+                                reuse=True).data
 
 
 def _source_box(rpi: Image, affine: np.ndarray, box: tuple[slice, ...]) -> tuple[slice, ...]:
@@ -140,40 +165,6 @@ def _shifted(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     shift = np.eye(4)
     shift[:3, 3] = [b.start for b in box]
     return affine @ shift
-
-
-class SliceSource:
-    """2D plans: axial slices of the network grid on demand (whole, or an in-plane box of
-    them), normalised with the whole image's statistics (computed once) and resampled in-plane
-    exactly as :func:`preprocess_image` would, without building the whole volume."""
-
-    def __init__(self, image: Image, plan: Plan):
-        if plan.dims != 2 or plan.frame != "image":
-            raise ValueError("slice-wise preprocessing is for 2D plans on the image grid")
-        self.rpi = oriented(image, plan, copy=False)
-        self.shape, self.affine = resampled_grid(self.rpi, working_spacing(self.rpi, plan))
-        self.normalize = normalizer(self.rpi.data, plan)
-
-    def slices(self, ks: np.ndarray, box: tuple[slice, slice] | None = None) -> np.ndarray:
-        """Axial slices ``ks`` of the network grid (X, Y, len(ks)), or their in-plane ``box``
-        (voxel slices of the network grid, clipped to it)."""
-        box = tuple(slice(*b.indices(n)[:2]) for b, n in
-                    zip(box or (slice(None), slice(None)), self.shape[:2], strict=True))
-        whole = (*box, slice(0, 1))
-        xy = _source_box(self.rpi, self.affine, whole)[:2]
-        source = self.rpi.crop((*xy, slice(0, self.rpi.shape[2])))
-        part = Image(self.normalize(source.data[:, :, ks]), source.affine)
-        size = tuple(b.stop - b.start for b in box)
-        return resample_to_grid(part, (*size, len(ks)), _shifted(self.affine, whole),
-                                reuse=True).data
-
-
-def preprocess_slices(image: Image, plan: Plan, ks: np.ndarray
-                      ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
-    """2D plans: the network grid's shape and affine, and only its axial slices ``ks``
-    (X, Y, len(ks)) (:class:`SliceSource`)."""
-    source = SliceSource(image, plan)
-    return source.shape, source.affine, source.slices(ks)
 
 
 def tube_box(points: np.ndarray, rpi: Image, plan: Plan, margin_mm: float = 5.0

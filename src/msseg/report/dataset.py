@@ -52,7 +52,7 @@ def count_table(records) -> pd.DataFrame:
 def lesion_volumes(records, wrap=lambda items: items) -> pd.DataFrame:
     """One row per lesion of every record that has a lesion mask."""
     from msseg import io
-    from msseg.evaluation.lesions import label_lesions
+    from msseg.evaluation.lesion_matching import label_lesions
 
     rows = []
     for record in wrap([r for r in records if r.lesion]):

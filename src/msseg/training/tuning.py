@@ -10,12 +10,12 @@ against the references. The score is the mean over cases of (Dice + lesion F1) /
 overlap and detection weigh the same, so a small lesion found counts as much as a large one's
 extra voxels; a lesion-free case scores 1 when nothing is left and 0 otherwise, so validation
 cases without lesions weigh false positives (volume-wise specificity). Lesion F1 uses the
-*symmetric* matching rule (θ = 0.1, :func:`msseg.evaluation.lesions.match_lesions`): under the
-published rule a low threshold that merges every lesion into one large component scores F1 = 1
-(each reference lesion is touched, the component touches the reference), which the symmetric
-rule counts as one false positive. Ties go to the first pair in grid order (lowest threshold,
-then smallest volume). Run it on validation data only: a threshold chosen on the test data
-inflates the test score. The chosen pair is stored in the model's plan (``threshold``,
+*symmetric* matching rule (θ = 0.1, :func:`msseg.evaluation.lesion_matching.match_lesions`):
+under the published rule a low threshold that merges every lesion into one large component
+scores F1 = 1 (each reference lesion is touched, the component touches the reference), which the
+symmetric rule counts as one false positive. Ties go to the first pair in grid order (lowest
+threshold, then smallest volume). Run it on validation data only: a threshold chosen on the test
+data inflates the test score. The chosen pair is stored in the model's plan (``threshold``,
 ``min_lesion_volume_mm3``), which ``msseg segment`` applies by default.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from msseg.evaluation.engine import EvalOptions
-from msseg.evaluation.lesions import lesion_scores, match_lesions
+from msseg.evaluation.lesion_matching import lesion_scores, match_lesions
 from msseg.evaluation.voxel import dice
 from msseg.image import union_bounding_box
 from msseg.postprocess import THRESHOLD, PostprocessConfig, postprocess

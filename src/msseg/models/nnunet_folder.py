@@ -3,9 +3,10 @@
 A folder such as SCT's ``…/nnUNetTrainer__nnUNetPlans__2d/`` holds ``plans.json`` (how images
 are preprocessed and the network's architecture), ``dataset.json`` (labels, optionally SCT's
 ``image_orientation``) and ``fold_K/checkpoint_final.pth``. This module reads them into the
-pieces msseg's pipeline uses: an :class:`~msseg.preprocess.nnunet.NnunetPlan`, the networks
-(built by ``dynamic-network-architectures`` from the plan's architecture section, one per fold)
-and a :class:`LabelMap` that turns network outputs into label maps and msseg's named masks.
+pieces msseg's pipeline uses: an :class:`~msseg.preprocess.nnunet_preprocessing.NnunetPlan`, the
+networks (built by ``dynamic-network-architectures`` from the plan's architecture section, one
+per fold) and a :class:`LabelMap` that turns network outputs into label maps and msseg's named
+masks.
 
 Checkpoints are unpickled with ``torch.load(weights_only=True)``, allowing only the NumPy
 scalar types nnU-Net keeps in its training log; the network's class and the layer types named
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from msseg.errors import MssegError
-from msseg.preprocess.nnunet import NnunetPlan, sct_to_nibabel
+from msseg.preprocess.nnunet_preprocessing import NnunetPlan, sct_to_nibabel
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")
 ARCHITECTURES = ("dynamic_network_architectures.architectures.unet.PlainConvUNet",

@@ -149,7 +149,7 @@ def nonzero_box(data: np.ndarray) -> tuple[slice, slice, slice]:
     return tuple(box)
 
 
-def normalize(data: np.ndarray, plan: NnunetPlan, inside: np.ndarray | None) -> np.ndarray:
+def normalize_scheme(data: np.ndarray, plan: NnunetPlan, inside: np.ndarray | None) -> np.ndarray:
     """The plan's normalisation scheme on a float32 array (in place where possible)."""
     scheme = plan.normalization
     if scheme == "ZScoreNormalization":
@@ -267,7 +267,7 @@ def preprocess(image: Image, plan: NnunetPlan) -> Prepared:
     data = data[box].copy()  # float32 copy of the crop: normalised in place
     grid = _shifted(grid, box)
     inside = ndimage.binary_fill_holes(data != 0) if plan.use_mask_for_norm else None
-    data = normalize(data, plan, inside)
+    data = normalize_scheme(data, plan, inside)
     target = full_spacing(plan, spacing)
     shape = new_shape(data.shape, spacing, target)
     axis = separate_axis(spacing, target, plan.force_separate_z)
@@ -288,7 +288,7 @@ def logits_to_cropped(logits: np.ndarray, prepared: Prepared, plan: NnunetPlan,
     return out.astype(np.float16).astype(np.float32) if half else out
 
 
-def to_native(probabilities: np.ndarray, prepared: Prepared, plan: NnunetPlan,
+def uncrop_to_input_order(probabilities: np.ndarray, prepared: Prepared, plan: NnunetPlan,
               background: np.ndarray) -> np.ndarray:
     """Cropped-grid probabilities (C, …) -> the input's voxel order (C, X, Y, Z): put back
     into the full transposed grid (``background`` per channel outside the crop), transposed

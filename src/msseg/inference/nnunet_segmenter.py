@@ -15,7 +15,7 @@ from msseg.preprocess.orient import reorient_like
 
 
 class NnunetSegmenter:
-    """nnU-Net v2 results folders (:class:`~msseg.models.nnunet.NnunetFolder`)."""
+    """nnU-Net v2 results folders (:class:`~msseg.models.nnunet_folder.NnunetFolder`)."""
 
     def __init__(self, model, options: SegmentOptions = SegmentOptions()):
         from msseg.models import backends
@@ -45,7 +45,7 @@ class NnunetSegmenter:
                                   self.options.crop_margin_mm + CORD_HALF_WIDTH_MM)
 
     def segment(self, image: Image, name: str = "image") -> SegmentResult:
-        from msseg.preprocess import nnunet as nn
+        from msseg.preprocess import nnunet_preprocessing as nn
 
         start = time.perf_counter()
         check_image(image, name)
@@ -60,7 +60,7 @@ class NnunetSegmenter:
             shape = cropped.shape[1:]
             keep = nn.resample(roi[None].astype(np.float32), shape, None, 0, 0)[0] > 0.5
             probs[:, ~keep] = self.labels.background()[:, None]
-        full = nn.to_native(probs, prepared, self.plan, self.labels.background())
+        full = nn.uncrop_to_input_order(probs, prepared, self.plan, self.labels.background())
         native = np.stack([reorient_like(prepared.oriented.with_data(c), image).data
                            for c in full])
         threshold = 0.5 if self.options.threshold is None else self.options.threshold
