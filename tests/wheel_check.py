@@ -89,10 +89,13 @@ def outputs(bin_dir: Path, out: Path, env: dict) -> dict:
     run([bin_dir / "msseg", "evaluate", "-p", PAIR[0], "-r", PAIR[1], "-o",
          out / "pair.csv"], env=env)
     seg = out / "seg"
+    run([bin_dir / "msseg", "morphometry", "-s", seg / "t2_label-SC_seg.nii.gz", "-o",
+         out / "csa.csv", "--per-slice"], env=env)
     return {"cord": np.asarray(nib.load(seg / "t2_label-SC_seg.nii.gz").dataobj),
             "lesion": np.asarray(nib.load(seg / "t2_label-lesion_seg.nii.gz").dataobj),
             "prob": np.asarray(nib.load(seg / "t2_label-lesion_probseg.nii.gz").dataobj),
-            "pair": pd.read_csv(out / "pair.csv")}
+            "pair": pd.read_csv(out / "pair.csv"),
+            "csa": pd.read_csv(out / "csa.csv").select_dtypes("number")}
 
 
 def same(a: dict, b: dict, label: str) -> None:
@@ -100,7 +103,10 @@ def same(a: dict, b: dict, label: str) -> None:
     assert np.abs(a["prob"] - b["prob"]).max() <= 1e-6, label
     numeric = a["pair"].select_dtypes("number").columns
     assert np.allclose(a["pair"][numeric], b["pair"][numeric], atol=1e-6, equal_nan=True), label
-    print(f"  {label}: masks voxel for voxel, probabilities and scores to 1e-6 as the dev install")
+    assert a["csa"].shape == b["csa"].shape and len(a["csa"]), label
+    assert np.allclose(a["csa"], b["csa"], atol=1e-6, equal_nan=True), label
+    print(f"  {label}: masks voxel for voxel, probabilities, scores and cord morphometry to "
+          "1e-6 as the dev install")
 
 
 def refusals(bin_dir: Path, work: Path, env: dict) -> None:

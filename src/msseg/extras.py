@@ -20,7 +20,6 @@ EXTRAS = {
     "dynamic_network_architectures": ("torch", "nnU-Net's network builder"),
     "onnx": ("torch", "ONNX export"),
     "h5py": ("torch", "reading Keras .h5 model files"),
-    "skimage": ("torch", "nnU-Net's resampling (scikit-image)"),
     "SimpleITK": ("register", "registration (SimpleITK)"),
     "dask": ("dask", "Dask"),
     "distributed": ("dask", "Dask distributed"),

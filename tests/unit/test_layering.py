@@ -26,6 +26,7 @@ FORBIDDEN = {
     "inference": ("data", "training", "evaluation", "report", "experiments", "cli"),
     "postprocess": ("centerline", "models", "data", "lesion_table", *TOP),
     "lesion_table": ("centerline", "models", "data", *TOP),
+    "morphometry": ("centerline", "models", "data", "postprocess", "lesion_table", *TOP),
     "evaluation": ("centerline", "models", "data", "inference", "training", "report",
                    "experiments", "cli"),
     "report": ("models", "data", "inference", "training", "experiments", "cli"),

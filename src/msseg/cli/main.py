@@ -28,6 +28,7 @@ from msseg.cli import (
     experiment,
     info,
     models,
+    morphometry,
     normalize,
     segment,
     stats,
@@ -39,7 +40,7 @@ from msseg.cli import (
 from msseg.errors import MssegError
 
 SUBCOMMANDS = (segment, models, centerline, stitch, straighten, warp, normalize, evaluate,
-               stats, agree, compare, dataset, train, experiment, demo, info)
+               morphometry, stats, agree, compare, dataset, train, experiment, demo, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

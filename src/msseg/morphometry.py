@@ -1,0 +1,205 @@
+"""Cord morphometry per axial slice, after the definitions of SCT's ``sct_process_segmentation``
+(SCT 7.4; the facts below were read from its documentation and code, the code is msseg's).
+
+For a cord mask (binary or soft, any orientation; measured in RPI: axis 0 R→L, axis 1 P→A,
+axis 2 I→S), every slice between the first and the last holding cord gets:
+
+* the **centerline** slope: per slice, the mean position of the mask's non-zero voxels; x(z)
+  and y(z) fitted by a cubic smoothing spline (``scipy.interpolate.splrep``) with smoothing
+  ``s = (slices with cord / slices spanned)² · 30 · dz / 3`` (SCT's ``bspline`` with
+  ``sct_process_segmentation``'s ``-centerline-smooth 30``;
+  degree 1 with 3 slices or fewer); its derivative gives the tangent ``(dx·px, dy·py, dz)``;
+* ``angle_AP`` = atan2(tangent x, tangent z), ``angle_RL`` = atan2(tangent y, tangent z) (°);
+  with **angle correction** the slice is shrunk by cos(angle_AP) along x and cos(angle_RL)
+  along y (linear interpolation), which projects it onto the plane across the cord;
+* on that slice, normalised to [0, 1] and cropped to the cord's box (+3 voxels), resampled to
+  0.1 mm pixels (linear, ``scipy.ndimage.zoom`` with ``grid_mode``):
+
+  - ``area`` (mm²): the sum of the resampled values × 0.01 mm² (partial volume counts);
+  - the ellipse of the pixels > 0.5 with the same second moments (``skimage`` regionprops):
+    ``eccentricity``, ``solidity`` (area / convex area), ``orientation`` (°, regionprops'
+    angle between the rows axis and the major axis), ``diameter_RL`` and
+    ``diameter_AP_ellipse`` (major and minor axis, assigned by the orientation: below 45° the
+    major axis is RL);
+  - ``diameter_AP``: the slice rotated by the orientation about its centre of mass, the AP
+    profile averaged over the 3 mm (30 pixels) of RL around the rotated centre of mass, summed
+    (× 0.1 mm); ``length_posterior`` / ``length_anterior``: its parts behind / in front of
+    the centre of mass;
+* ``length`` (mm of cord in the slice): ``dz / (cos(angle_AP) · cos(angle_RL))``.
+
+Aggregated over slices (:func:`aggregate`) as SCT does without ``-perslice``: the mean and the
+standard deviation of each measure over the slices that have one, and the sum of ``length``.
+Empty rule: a slice without cord, or a mask without any, has no row (an empty mask gives an
+empty table).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from msseg.errors import MssegError
+from msseg.image import Image
+from msseg.preprocess.orient import to_rpi
+
+NEAR_ZERO = 1e-6       # SCT's threshold for "empty" (resampling turns 0 into ~1e-16)
+PIXEL_MM = 0.1         # the fixed in-plane resolution every slice is measured at
+SMOOTH = 30.0          # sct_process_segmentation's default -centerline-smooth
+PAD = 3                # voxels kept around the cord's box before resampling
+AP_EXTENT_PX = 30      # RL extent (pixels of 0.1 mm) over which the AP profile is averaged
+MEASURES = ("area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse", "diameter_RL",
+            "length_anterior", "length_posterior", "eccentricity", "orientation", "solidity",
+            "length")
+
+
+def centerline_slopes(mask: np.ndarray, dz: float, smooth: float = SMOOTH
+                      ) -> dict[int, tuple[float, float]]:
+    """dx/dz and dy/dz (voxels per slice) at every slice from the first to the last holding a
+    non-zero voxel of ``mask`` (RPI), from SCT's smoothing spline through the per-slice mean
+    voxel positions."""
+    from scipy.interpolate import splev, splrep
+
+    x, y, z = np.nonzero(mask)
+    if z.size == 0:
+        return {}
+    zs = np.unique(z)
+    xm = np.array([x[z == k].mean() for k in zs])
+    ym = np.array([y[z == k].mean() for k in zs])
+    zref = np.arange(zs.min(), zs.max() + 1)
+    degree = 3 if len(zs) > 3 else 1
+    s = (len(zs) / len(zref)) ** 2 * smooth * dz / 3.0
+    dx = splev(zref, splrep(zs, xm, s=s, k=degree), der=1)
+    dy = splev(zref, splrep(zs, ym, s=s, k=degree), der=1)
+    return {int(k): (float(a), float(b)) for k, a, b in zip(zref, dx, dy, strict=True)}
+
+
+def tilt_angles(slope: tuple[float, float], spacing: tuple[float, float, float]
+                ) -> tuple[float, float]:
+    """(angle_AP, angle_RL) in radians between the slice's normal and the cord's tangent."""
+    tx, ty, tz = slope[0] * spacing[0], slope[1] * spacing[1], spacing[2]
+    return math.atan2(tx, tz), math.atan2(ty, tz)
+
+
+def corrected_slice(patch: np.ndarray, angle_ap: float, angle_rl: float) -> np.ndarray:
+    """The slice shrunk by cos(angle_AP) along x and cos(angle_RL) along y (towards its first
+    voxel, linear interpolation, same shape): its area becomes the cross-section's."""
+    from skimage import transform
+
+    scale = transform.AffineTransform(scale=(np.cos(angle_rl), np.cos(angle_ap)))
+    return transform.warp(patch.astype(np.float64), scale.inverse, output_shape=patch.shape,
+                          order=1)
+
+
+def slice_shape(patch: np.ndarray, spacing_xy: tuple[float, float]) -> dict[str, float] | None:
+    """The shape measures of one (possibly soft) axial slice of a cord mask (module docstring);
+    None when the slice holds no cord."""
+    from scipy.ndimage import zoom
+    from skimage import measure
+
+    if np.all(patch < NEAR_ZERO):
+        return None
+    seg = ((patch - patch.min()) / (patch.max() - patch.min())).astype(np.float64)
+    inside = (seg > NEAR_ZERO).astype(np.uint8)
+    r0, c0, r1, c1 = measure.regionprops(inside)[0].bbox
+    crop = seg[max(r0 - PAD, 0):min(r1 + PAD, seg.shape[0]),
+               max(c0 - PAD, 0):min(c1 + PAD, seg.shape[1])]
+    fine = zoom(crop, zoom=(spacing_xy[0] / PIXEL_MM, spacing_xy[1] / PIXEL_MM), order=1,
+                mode="grid-constant", grid_mode=True)
+    region = measure.regionprops((fine > 0.5).astype(np.uint8), intensity_image=fine)[0]
+    folded = _folded_degrees(region.orientation)
+    major, minor = region.axis_major_length * PIXEL_MM, region.axis_minor_length * PIXEL_MM
+    ap_ellipse, rl = (minor, major) if folded < 45.0 else (major, minor)
+    posterior, anterior = _ap_profile(_rotated(fine, -region.orientation))
+    return {"area": float(fine.sum()) * PIXEL_MM * PIXEL_MM,
+            "diameter_AP": posterior + anterior, "diameter_AP_ellipse": ap_ellipse,
+            "diameter_RL": rl, "length_anterior": anterior, "length_posterior": posterior,
+            "eccentricity": float(region.eccentricity),
+            "orientation": math.degrees(region.orientation), "solidity": float(region.solidity)}
+
+
+def _folded_degrees(orientation: float) -> float:
+    """An ellipse orientation (radians) folded into [0°, 90°] (how far from the RL axis)."""
+    angle = math.degrees(orientation)
+    for low, high in ((360.0, 540.0), (180.0, 360.0), (90.0, 180.0)):
+        if low <= abs(angle) <= high:
+            angle = high - abs(angle)
+    return abs(angle)
+
+
+def _centre(values: np.ndarray) -> np.ndarray:
+    """The mean (row, column) of the pixels that round to non-zero (value > 0.5)."""
+    return np.argwhere(values.round().astype(int)).mean(axis=0)
+
+
+def _rotated(values: np.ndarray, angle: float) -> np.ndarray:
+    """``values`` rotated by ``angle`` (radians) about the centre of its pixels > 0.5 (linear
+    interpolation, 0 outside)."""
+    from scipy.ndimage import map_coordinates
+
+    r0, c0 = _centre(values)
+    rows, cols = np.mgrid[0:values.shape[0], 0:values.shape[1]]
+    dc, dr = cols - c0, rows - r0
+    c = dc * np.cos(angle) - dr * np.sin(angle) + c0
+    r = dc * np.sin(angle) + dr * np.cos(angle) + r0
+    return map_coordinates(values, [r.ravel(), c.ravel()], order=1).reshape(values.shape)
+
+
+def _ap_profile(rotated: np.ndarray) -> tuple[float, float]:
+    """(posterior, anterior) lengths in mm: the AP profile averaged over 3 mm of RL around the
+    centre of mass, split at the centre of mass (NaN when nothing is left above 0.5)."""
+    inside = (rotated > 0.5).astype(np.uint8)
+    if not inside.any():
+        return float("nan"), float("nan")
+    rl, ap = (round(float(v)) for v in _centre(inside))
+    rows = np.arange(rl - AP_EXTENT_PX // 2, rl + AP_EXTENT_PX // 2)
+    rows = rows[(rows >= 0) & (rows < rotated.shape[0])]
+    profile = rotated[rows, :].mean(axis=0)
+    return float(profile[:ap].sum()) * PIXEL_MM, float(profile[ap:].sum()) * PIXEL_MM
+
+
+def cord_morphometry(mask: Image, angle_correction: bool = True) -> pd.DataFrame:
+    """One row per axial slice holding cord (RPI slice index, inferior first): the measures
+    of :data:`MEASURES`."""
+    rpi = to_rpi(mask)
+    data = np.asarray(rpi.data, dtype=np.float64)
+    if not np.isfinite(data).all():
+        raise MssegError("cord mask holds NaN or infinite values")
+    spacing = tuple(float(s) for s in rpi.spacing)
+    present = np.flatnonzero((data > NEAR_ZERO).any(axis=(0, 1)))
+    if present.size == 0:
+        return pd.DataFrame(columns=["slice", *MEASURES])
+    slopes = centerline_slopes(data != 0, spacing[2]) if angle_correction else {}
+    rows = []
+    for k in range(present.min(), present.max() + 1):
+        patch = data[:, :, k]
+        angle_ap = angle_rl = 0.0
+        if angle_correction:
+            angle_ap, angle_rl = tilt_angles(slopes[k], spacing)
+            patch = corrected_slice(patch, angle_ap, angle_rl)
+        shape = slice_shape(patch, spacing[:2])
+        if shape is None:
+            continue
+        rows.append({"slice": k, **shape, "angle_AP": math.degrees(angle_ap),
+                     "angle_RL": math.degrees(angle_rl),
+                     "length": spacing[2] / (math.cos(angle_ap) * math.cos(angle_rl))})
+    return pd.DataFrame(rows, columns=["slice", *MEASURES])
+
+
+def aggregate(per_slice: pd.DataFrame) -> dict[str, float]:
+    """Over the slices of ``per_slice``: ``mean_<m>`` and ``std_<m>`` (population standard
+    deviation) of every measure, skipping slices without it, and ``sum_length``; the slice
+    range as ``slices`` ("first:last")."""
+    out: dict[str, float | str] = {}
+    if len(per_slice):
+        out["slices"] = f"{int(per_slice.slice.min())}:{int(per_slice.slice.max())}"
+    for name in MEASURES:
+        if name == "length":
+            continue
+        values = per_slice[name].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        out[f"mean_{name}"] = float(values.mean()) if values.size else float("nan")
+        out[f"std_{name}"] = float(values.std()) if values.size else float("nan")
+    out["sum_length"] = float(per_slice["length"].sum()) if len(per_slice) else 0.0
+    return out
