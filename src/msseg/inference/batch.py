@@ -200,7 +200,7 @@ def _segment(job: Job, image, start: float) -> dict:
         io.save_like(result.probabilities[job.soft_of].data, image, out["probability"],
                      np.float32)
     if job.layout == "bids":
-        _write_sidecars(job, out, getattr(segmenter, "plan", None))
+        _write_sidecars(job, out, segmenter.plan)
     if "table" in out:
         io.write_csv(table, out["table"])
     cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3

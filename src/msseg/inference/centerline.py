@@ -2,9 +2,10 @@
 baseline) + optimal path (the geometry itself, model-free, is :mod:`msseg.centerline`).
 
 The image is reoriented to RPI and resampled to CNN1's in-plane spacing (0.5 mm), keeping its
-axial slices; the heatmap is CNN1's sliding-window output over every slice (or
-:func:`~msseg.centerline.detect.intensity_heatmap`); :func:`~msseg.centerline.detect.
-centerline_from_heatmap` turns it into one smooth point per axial slice. Points are returned on
+axial slices; the heatmap is CNN1's output on whole slices 20 mm apart, then on squares around
+the path through them (:meth:`CenterlineFinder.find`; or
+:func:`~msseg.centerline.detect.intensity_heatmap`); the optimal path through its candidates is
+one smooth point per axial slice. Points are returned on
 that RPI grid and in world mm, so any other grid (the input's, a model's) can use them.
 """
 

@@ -35,4 +35,4 @@ class EnsembleSegmenter:
 
     @property
     def plan(self):
-        return getattr(self.members[0], "plan", None)
+        return self.members[0].plan

@@ -41,8 +41,8 @@ class StraightSegmenter:
         probabilities = {key: st.unstraighten(p, geometry, image, 1)
                          for key, p in inner.probabilities.items()}
         return finish_probabilities(image, probabilities, self.options, start, line,
-                                    getattr(self.inner, "plan", None))
+                                    self.inner.plan)
 
     @property
     def plan(self):
-        return getattr(self.inner, "plan", None)
+        return self.inner.plan
