@@ -112,9 +112,8 @@ def _takes_centerline(model) -> bool:
 def _segment(task: str, inputs: list[Path], folder: Path, args, centerline) -> int:
     """``msseg segment TASK -i … -o FOLDER`` in this process; 1 if a scan failed."""
     from msseg.cli import segment
+    from msseg.cli.common import run_subcommand
 
-    parser = argparse.ArgumentParser(prog="msseg")
-    segment.add_parser(parser.add_subparsers())
     argv = ["segment", task, "-i", *map(str, inputs), "-o", str(folder),
             "--threads", str(args.threads), "--jobs", str(args.jobs)]
     if centerline:
@@ -122,7 +121,7 @@ def _segment(task: str, inputs: list[Path], folder: Path, args, centerline) -> i
     if args.overwrite:
         argv.append("--overwrite")
     print(f"== {task} -> {folder}", file=sys.stderr)
-    return int(segment.run(parser.parse_args(argv)) or 0)
+    return run_subcommand(segment, argv)
 
 
 def _compare(inputs: list[Path], folders: list[Path], overlap: float):

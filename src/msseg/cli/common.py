@@ -92,3 +92,15 @@ def _fmt(value, digits: int, is_text: bool) -> str:
     if isinstance(value, float):
         return "nan" if value != value else f"{value:.{digits}g}"
     return str(value)
+
+
+def run_subcommand(module, argv: list[str]) -> int:
+    """A subcommand run in this process as ``msseg`` runs it, through its own parser and
+    ``run`` (for commands built on others: ``demo``, ``agree``; the caller is itself run by
+    :func:`msseg.cli.main.main`, whose handler turns any failure into one line)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="msseg")
+    module.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)

@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from msseg import io
     from msseg.cli import evaluate, segment
+    from msseg.cli.common import run_subcommand
     from msseg.evaluation.engine import EvalOptions, evaluate_masks
     from msseg.evaluation.voxel import dice
     from msseg.models.registry import bundled_models
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         seg = out / "segmentation"
         for stale in seg.glob("sub-phantom_T2w*"):  # the demo recomputes every time
             stale.unlink()
-        code = _command(segment, ["segment", "lesion_ms_axial_t2", "-i", str(image_path),
+        code = run_subcommand(segment, ["segment", "lesion_ms_axial_t2", "-i", str(image_path),
                                   "-o", str(seg), "--qc", str(out / "qc")])
         if code:
             return code
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         cord = phantom.cord.data > 0
         pred = perturb_mask(phantom.lesion.data, seed=args.seed, allowed=phantom.cord.data > 0)
         pred_path = io.save_like(pred, phantom.image, out / "pred" / "sub-phantom_T2w.nii.gz")
-    code = _command(evaluate, ["evaluate", "-p", str(pred_path), "-r", str(ref_path),
+    code = run_subcommand(evaluate, ["evaluate", "-p", str(pred_path), "-r", str(ref_path),
                                "--overwrite", "-o", str(out / "metrics.csv"), "--per-lesion",
                                str(out / "lesions.csv"), "--summary", str(out / "summary.csv")])
     lesion, _ = evaluate_masks(io.load(pred_path).data > 0, phantom.lesion.data > 0,
@@ -64,11 +65,3 @@ def run(args: argparse.Namespace) -> int:
           f"{lesion['n_ref_lesions']}) | {time.perf_counter() - start:.1f} s in all")
     return code
 
-
-def _command(module, argv: list[str]) -> int:
-    """A subcommand run as ``msseg`` runs it, through its own parser and ``run`` (the demo is
-    itself run by :func:`msseg.cli.main.main`, whose handler turns any failure into one line)."""
-    parser = argparse.ArgumentParser(prog="msseg")
-    module.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args) or 0)

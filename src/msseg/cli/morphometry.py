@@ -40,10 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     masks = _masks(args.seg)
     check_outputs([args.output], args.overwrite, inputs=masks, suffixes=(".csv",))
-    loaded = [(path, _checked(io.load(path), path)) for path in masks]  # all, before any work
-    rows = []
-    for path, mask in progress(loaded, "morphometry", min_items=2):
-        table = cord_morphometry(mask, args.angle_correction)
+    rows = []   # the CSV is written after every mask was read: a bad one leaves nothing
+    for path in progress(masks, "morphometry", min_items=2):
+        table = cord_morphometry(_checked(io.load(path), path), args.angle_correction)
         if args.per_slice:
             rows.append(table.assign(mask=str(path)))
         else:

@@ -236,8 +236,8 @@ def average_slices(image: Image, n: int) -> Image:
     thick-slice acquisition. Slices left over at the top that do not fill a group are dropped;
     each new slice is centred on its group."""
     rpi = to_rpi(image)
-    groups = rpi.shape[2] // n
-    if n < 1 or groups < 2:
+    groups = rpi.shape[2] // n if n >= 1 else 0
+    if groups < 2:
         raise ValueError(f"{n}-slice groups of a {rpi.shape[2]}-slice scan: need at least 2")
     data = np.asarray(rpi.data[:, :, : groups * n], np.float32)
     affine = rpi.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, n, (n - 1) / 2],
