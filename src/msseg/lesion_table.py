@@ -13,6 +13,13 @@ Lesions are 26-connected components of the lesion mask, measured in the image's 
 * ``mean_probability``: mean soft prediction inside the lesion (NaN without probabilities);
 * ``region``: ``cord`` if at least half of the lesion lies inside the cord mask, else
   ``peri-cord`` (NaN-free string; no cord mask: ``unknown``).
+
+With a cord mask the table also has SCT's ``sct_analyze_lesion`` measures of the lesion's part
+inside the cord (:mod:`msseg.lesion_measures`: volume in the cord, angle-corrected length and
+width, maximum equivalent diameter, maximum axial damage ratio, midsagittal length and width,
+dorsal / ventral / total tissue bridges and their ratios); ``midsagittal_slice`` is given as an
+index of the input's own voxel axis closest to R–L. A lesion wholly outside the cord has
+``volume_in_cord_mm3`` = 0 and NaN for the others.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from msseg.image import Image, si_axis
+from msseg.lesion_measures import COLUMNS as CORD_COLUMNS
+from msseg.lesion_measures import lesion_measures
 from msseg.preprocess.orient import to_rpi
 
 COLUMNS = ("lesion_id", "volume_mm3", "length_si_mm", "max_axial_area_mm2",
@@ -30,11 +39,17 @@ COLUMNS = ("lesion_id", "volume_mm3", "length_si_mm", "max_axial_area_mm2",
 
 
 def lesion_table(lesion: Image, probability: Image | None = None,
-                 cord: Image | None = None) -> pd.DataFrame:
+                 cord: Image | None = None, si_slices: int | None = None,
+                 si_offset: int = 0) -> pd.DataFrame:
+    """The table of the module docstring. When ``lesion`` and ``cord`` are a crop of an image:
+    ``si_slices``, the image's number of axial slices (SCT smooths the centerline by the share
+    of them that hold cord), and ``si_offset``, the crop's first axial slice counted from the
+    image's most inferior one."""
     mask = lesion.data > 0
     labels, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
+    columns = [*COLUMNS, *(CORD_COLUMNS if cord is not None else ())]
     if n == 0:
-        return pd.DataFrame(columns=list(COLUMNS))
+        return pd.DataFrame(columns=columns)
     stats = cc3d.statistics(labels)
     voxel_mm3 = lesion.voxel_volume_mm3
     rpi = to_rpi(lesion.with_data(labels))
@@ -62,7 +77,22 @@ def lesion_table(lesion: Image, probability: Image | None = None,
                                  if probability is not None else float("nan")),
             "region": _region(cord, box, inside),
         })
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    if cord is None:
+        return table
+    measures = lesion_measures(rpi.data, to_rpi(cord).data, tuple(rpi.spacing), si_slices,
+                               si_offset)
+    measures["midsagittal_slice"] = _native_rl_index(lesion, rpi,
+                                                     measures["midsagittal_slice"].to_numpy())
+    return table.merge(measures, on="lesion_id")[columns]
+
+
+def _native_rl_index(native: Image, rpi: Image, x: np.ndarray) -> np.ndarray:
+    """RPI R–L positions (voxels) as indices of ``native``'s own axis closest to R–L."""
+    axis = int(np.argmax(np.abs(native.affine[0, :3]) / np.asarray(native.spacing)))
+    points = np.column_stack([x, np.zeros((len(x), 2)), np.ones(len(x))])
+    world = points @ rpi.affine.T
+    return (world @ np.linalg.inv(native.affine).T)[:, axis]
 
 
 def _region(cord: Image | None, box, inside: np.ndarray) -> str:

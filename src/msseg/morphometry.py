@@ -54,11 +54,14 @@ MEASURES = ("area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse"
             "length")
 
 
-def centerline_slopes(mask: np.ndarray, dz: float, smooth: float = SMOOTH
+def centerline_slopes(mask: np.ndarray, dz: float, smooth: float = SMOOTH,
+                      every_slice: bool = False, spanned: int | None = None
                       ) -> dict[int, tuple[float, float]]:
     """dx/dz and dy/dz (voxels per slice) at every slice from the first to the last holding a
     non-zero voxel of ``mask`` (RPI), from SCT's smoothing spline through the per-slice mean
-    voxel positions."""
+    voxel positions. ``every_slice``: at every slice of the array instead (the spline
+    extended beyond the mask, as SCT's ``minmax=False``), the smoothing's density counted
+    over ``spanned`` slices (default: the slices the output covers)."""
     from scipy.interpolate import splev, splrep
 
     x, y, z = np.nonzero(mask)
@@ -67,9 +70,9 @@ def centerline_slopes(mask: np.ndarray, dz: float, smooth: float = SMOOTH
     zs = np.unique(z)
     xm = np.array([x[z == k].mean() for k in zs])
     ym = np.array([y[z == k].mean() for k in zs])
-    zref = np.arange(zs.min(), zs.max() + 1)
+    zref = np.arange(mask.shape[2]) if every_slice else np.arange(zs.min(), zs.max() + 1)
     degree = 3 if len(zs) > 3 else 1
-    s = (len(zs) / len(zref)) ** 2 * smooth * dz / 3.0
+    s = (len(zs) / (spanned or len(zref))) ** 2 * smooth * dz / 3.0
     dx = splev(zref, splrep(zs, xm, s=s, k=degree), der=1)
     dy = splev(zref, splrep(zs, ym, s=s, k=degree), der=1)
     return {int(k): (float(a), float(b)) for k, a, b in zip(zref, dx, dy, strict=True)}

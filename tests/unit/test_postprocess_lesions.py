@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from msseg.image import Image
+from msseg.lesion_measures import COLUMNS as CORD_COLUMNS
 from msseg.lesion_table import COLUMNS, lesion_table, si_axis
 from msseg.postprocess import PostprocessConfig, dilate_mm, postprocess
 from msseg.preprocess.orient import reorient
@@ -42,10 +43,10 @@ def test_lesion_table_hand_computed():
     lesion[15, 15, 5] = 1                                     # a single voxel
     prob = np.where(lesion > 0, 0.8, 0.1).astype(np.float32)
     cord = np.zeros_like(lesion)
-    cord[:10, :10] = 1
+    cord[:10, :12] = 1                                        # a straight cord, AP 0..11
     image = Image(lesion, affine)
     table = lesion_table(image, image.with_data(prob), image.with_data(cord))
-    assert list(table.columns) == list(COLUMNS) and len(table) == 2
+    assert list(table.columns) == [*COLUMNS, *CORD_COLUMNS] and len(table) == 2
     big = table.iloc[0]
     assert big.volume_mm3 == pytest.approx(24 * 0.75)
     assert big.length_si_mm == pytest.approx(9.0)
@@ -56,6 +57,22 @@ def test_lesion_table_hand_computed():
     assert big.centroid_z_mm == pytest.approx(6.0)
     assert big.mean_probability == pytest.approx(0.8)
     assert big.region == "cord" and table.iloc[1].region == "peri-cord"
+    # SCT's measures against the straight cord (cos = 1; LAS is SCT's RPI)
+    assert big.volume_in_cord_mm3 == pytest.approx(18.0)
+    assert big.length_mm == pytest.approx(9.0)                # 3 slices of 3 mm
+    assert big.width_mm == pytest.approx(1.0)                 # AP 2 voxels of 0.5 mm
+    assert big.max_equivalent_diameter_mm == pytest.approx(2 * np.sqrt(2.0 / np.pi))
+    assert big.max_axial_damage_ratio == pytest.approx(8 / 120)
+    assert big.midsagittal_slice == pytest.approx(4.5)       # the cord's R-L centre
+    assert big.midsagittal_length_mm == pytest.approx(9.0)
+    assert big.midsagittal_width_mm == pytest.approx(1.0)
+    assert big.dorsal_bridge_mm == pytest.approx(4 * 0.5)    # AP 0..3 behind the lesion
+    assert big.ventral_bridge_mm == pytest.approx(6 * 0.5)   # AP 6..11 in front
+    assert big.total_bridge_mm == pytest.approx(5.0)
+    assert big.dorsal_bridge_ratio_pct == pytest.approx(40.0)
+    outside = table.iloc[1]
+    assert outside.volume_in_cord_mm3 == 0 and np.isnan(outside.length_mm)
+    assert np.isnan(outside.total_bridge_mm)
     # the same lesions in sagittal storage: same physical measures, slices on the S-I axis
     psr = reorient(image, "PSR")
     other = lesion_table(psr)

@@ -124,9 +124,14 @@ def _lesion_table_in(box: tuple[slice, ...], image: Image, masks: dict[str, Imag
     from msseg.image import si_axis
 
     crop = {n: m.crop(box) for n, m in masks.items()}
-    table = lesion_table(crop["lesion"], None if probability is None else probability.crop(box),
-                         crop.get("cord"))
     k = si_axis(image)
+    superior_last = image.affine[2, k] > 0       # the index grows towards S
+    inferior = box[k].start if superior_last else image.shape[k] - box[k].stop
+    table = lesion_table(crop["lesion"], None if probability is None else probability.crop(box),
+                         crop.get("cord"), si_slices=image.shape[k], si_offset=inferior)
     for column in ("slice_min", "slice_max"):
         table[column] = table[column] + int(box[k].start)
+    if "midsagittal_slice" in table:
+        rl = int(np.argmax(np.abs(image.affine[0, :3]) / np.asarray(image.spacing)))
+        table["midsagittal_slice"] = table["midsagittal_slice"] + int(box[rl].start)
     return table
