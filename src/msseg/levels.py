@@ -14,8 +14,11 @@ A level map is either
   merges its two levels into the upper one.
   Values ≥ 50 (SCT's pontomedullary junction, conus) are not discs and are ignored.
 
-A lesion (26-connected component) gets the share of its voxels on each level's slices,
-``vert_level`` = the level holding most of it (ties: the superior one), ``vert_level_name``
+A lesion (26-connected component) gets the share of its voxels on each level: with a dense
+map, the level of each of its voxels that the map labels (the other voxels are left out, as
+SCT's ``sct_analyze_lesion -f`` does; a lesion with no labelled voxel falls back to its slices'
+levels); with point labels, the level of each voxel's axial slice. ``vert_level`` = the level
+holding most of it (ties: the superior one), ``vert_level_name``
 (C3, T5, …) and ``level_shares`` (``C3:0.70;C4:0.30``). With or without a level map the table has
 ``distance_from_top_mm``: the lesion centroid's distance below the most superior slice of the
 field of view, along the S–I voxel axis.
@@ -49,9 +52,13 @@ def is_point_map(data: np.ndarray) -> bool:
     return bool(values.size) and int(counts.max()) <= POINT_MAX_VOXELS
 
 
-def slice_levels(levels: Image) -> np.ndarray:
-    """The level of every axial slice of ``levels``' RPI grid (index 0 = most inferior)."""
-    data = np.rint(to_rpi(levels).data).astype(np.int64)
+def slice_levels(levels: Image, rule: str = "mode") -> np.ndarray:
+    """The level of every axial slice of ``levels``' RPI grid (index 0 = most inferior). A
+    dense map gives a slice the most frequent level of its labelled voxels (``rule="mode"``,
+    as ``sct_analyze_lesion``) or their mean value rounded half to even (``"mean"``, as
+    ``sct_process_segmentation``); point labels follow the disc rule of the module docstring."""
+    raw = to_rpi(levels).data
+    data = np.rint(raw).astype(np.int64)
     data[data < 0] = 0
     n = data.shape[2]
     out = np.zeros(n, np.int64)
@@ -69,26 +76,39 @@ def slice_levels(levels: Image) -> np.ndarray:
         return out
     for k in range(n):
         values = data[:, :, k][data[:, :, k] > 0]
-        if values.size:
+        if values.size and rule == "mean":
+            plane = raw[:, :, k]
+            out[k] = int(np.round(plane[(plane != 0) & np.isfinite(plane)].mean()))
+        elif values.size:
             out[k] = int(np.bincount(values).argmax())
     return out
+
+
+def check_same_grid(levels: Image, image: Image) -> None:
+    """A one-line error unless the level map lies on ``image``'s voxel grid."""
+    if levels.shape[:3] != image.shape[:3] or not np.allclose(levels.affine, image.affine,
+                                                               atol=1e-3):
+        raise MssegError(f"the level map ({'×'.join(map(str, levels.shape[:3]))}) is not on "
+                         f"the image's grid ({'×'.join(map(str, image.shape[:3]))}); bring "
+                         "it to the image's space first (e.g. sct_register_multimodal)")
 
 
 def lesion_levels(lesion: Image, levels: Image) -> pd.DataFrame:
     """One row per lesion (the ids of :func:`msseg.lesion_table.lesion_table`): ``vert_level``,
     ``vert_level_name``, ``level_shares``. ``levels`` must be on the lesion mask's grid."""
-    if levels.shape[:3] != lesion.shape[:3] or not np.allclose(levels.affine, lesion.affine,
-                                                                atol=1e-3):
-        raise MssegError(f"the level map ({'×'.join(map(str, levels.shape[:3]))}) is not on "
-                         f"the image's grid ({'×'.join(map(str, lesion.shape[:3]))}); bring "
-                         "it to the image's space first (e.g. sct_register_multimodal)")
+    check_same_grid(levels, lesion)
     per_slice = slice_levels(levels)
     labels = cc3d.connected_components(lesion.data > 0, connectivity=26)
     rpi = to_rpi(lesion.with_data(labels)).data
+    dense = np.rint(to_rpi(levels).data).astype(np.int64)
+    if is_point_map(dense):
+        dense = np.zeros((1, 1, 1), np.int64)
     rows = []
     for i in range(1, int(labels.max()) + 1):
-        slices = np.argwhere(rpi == i)[:, 2]
-        counts = pd.Series(per_slice[slices]).value_counts()
+        where = np.nonzero(rpi == i)
+        voxel = dense[where] if dense.shape == rpi.shape else np.zeros(0, np.int64)
+        values = voxel[voxel > 0] if (voxel > 0).any() else per_slice[where[2]]
+        counts = pd.Series(values).value_counts()
         shares = counts / counts.sum()
         # the level holding most; ties: the superior one (lower number)
         best = int(min(shares.index[shares == shares.max()]))
@@ -140,3 +160,50 @@ def _level_order(column: pd.Series) -> pd.Series:
         return column
     order = {level_name(i): i for i in range(1, 31)}
     return column.map(lambda name: order.get(name, 99))
+
+
+# PAM50 (De Leener et al., NeuroImage 2018, doi:10.1016/j.neuroimage.2017.10.041), 0.5 mm axial
+# slices counted from its most inferior one: the first and last slice of each vertebral level of
+# PAM50_levels, and of each spinal level of PAM50_spinal_levels (spinal segments placed after
+# Frostell et al., Front Neuroanat 2016, doi:10.3389/fnana.2016.00050). Read from the maps of
+# spinalcordtoolbox/PAM50 @3144364; tests/integration/test_levels.py checks them against the maps.
+PAM50_VERTEBRAL = {
+    1: (939, 984), 2: (908, 938), 3: (871, 907), 4: (834, 870), 5: (801, 833), 6: (770, 800),
+    7: (736, 769), 8: (693, 735), 9: (647, 692), 10: (601, 646), 11: (552, 600), 12: (501, 551),
+    13: (450, 500), 14: (397, 449), 15: (343, 396), 16: (290, 342), 17: (232, 289),
+    18: (169, 231), 19: (106, 168), 20: (40, 105)}
+PAM50_SPINAL = {
+    1: (970, 984), 2: (949, 969), 3: (916, 948), 4: (883, 915), 5: (850, 882), 6: (819, 849),
+    7: (788, 818), 8: (756, 787), 9: (722, 755), 10: (685, 721), 11: (644, 684),
+    12: (597, 643), 13: (548, 596), 14: (495, 547), 15: (443, 494), 16: (392, 442),
+    17: (343, 391), 18: (299, 342), 19: (258, 298), 20: (221, 257), 21: (187, 220),
+    22: (161, 186), 23: (138, 160), 24: (117, 137), 25: (101, 116), 26: (87, 100),
+    27: (72, 86), 28: (59, 71), 29: (47, 58), 30: (40, 46)}
+
+
+def spinal_level_name(level: int) -> str:
+    """Spinal segments: 1 -> C1 … 8 -> C8, 9 -> T1 … 20 -> T12, 21 -> L1, 26 -> S1, 0 ->
+    unknown."""
+    for first, prefix, count in ((1, "C", 8), (9, "T", 12), (21, "L", 5), (26, "S", 5)):
+        if first <= level < first + count:
+            return f"{prefix}{level - first + 1}"
+    return "unknown" if level == 0 else f"level {level}"
+
+
+def spinal_levels(vertebral: np.ndarray) -> np.ndarray:
+    """Per axial slice (RPI order), the spinal level from the vertebral one, through PAM50: a
+    slice at fraction t of its vertebral level's slices (inferior 0, superior 1; slice centres)
+    goes to the same fraction of that level in PAM50, and takes PAM50's spinal level there
+    (0 where the vertebral level is unknown or outside PAM50, C1–L1)."""
+    out = np.zeros(len(vertebral), np.int64)
+    for level in np.unique(vertebral[vertebral > 0]):
+        if int(level) not in PAM50_VERTEBRAL:
+            continue
+        slices = np.flatnonzero(vertebral == level)
+        low, high = PAM50_VERTEBRAL[int(level)]
+        t = (np.arange(len(slices)) + 0.5) / len(slices)
+        pam50 = np.floor(low + t * (high - low + 1)).astype(int)
+        for k, z in zip(slices, pam50, strict=True):
+            inside = [s for s, (a, b) in PAM50_SPINAL.items() if a <= z <= b]
+            out[k] = inside[0] if inside else 0
+    return out

@@ -29,6 +29,11 @@ axis 2 I→S), every slice between the first and the last holding cord gets:
 
 Aggregated over slices (:func:`aggregate`) as SCT does without ``-perslice``: the mean and the
 standard deviation of each measure over the slices that have one, and the sum of ``length``.
+With a level map on the mask's grid (:func:`with_levels`), every slice gets ``vert_level`` (a
+dense map: the mean of the slice's labelled voxels rounded half to even, as
+``sct_process_segmentation -vertfile``; disc labels: :func:`msseg.levels.slice_levels`'s disc
+rule) and, if asked, ``spinal_level`` (:func:`msseg.levels.spinal_levels`); :func:`per_level`
+aggregates each level's slices as ``-perlevel 1`` does.
 Empty rule: a slice without cord, or a mask without any, has no row (an empty mask gives an
 empty table).
 """
@@ -206,3 +211,43 @@ def aggregate(per_slice: pd.DataFrame) -> dict[str, float]:
         out[f"std_{name}"] = float(values.std()) if values.size else float("nan")
     out["sum_length"] = float(per_slice["length"].sum()) if len(per_slice) else 0.0
     return out
+
+
+def with_levels(per_slice: pd.DataFrame, mask: Image, levels: Image,
+                spinal: bool = False) -> pd.DataFrame:
+    """``per_slice`` (:func:`cord_morphometry` of ``mask``) with ``vert_level`` and
+    ``vert_level_name`` (0 / ``unknown`` where the map labels nothing) and, with ``spinal``,
+    ``spinal_level`` and ``spinal_level_name``. ``levels`` must be on ``mask``'s grid."""
+    from msseg.levels import (
+        check_same_grid,
+        level_name,
+        slice_levels,
+        spinal_level_name,
+        spinal_levels,
+    )
+
+    check_same_grid(levels, mask)
+    vertebral = slice_levels(levels, rule="mean")
+    at = per_slice["slice"].to_numpy(dtype=int)
+    out = per_slice.assign(vert_level=vertebral[at],
+                           vert_level_name=[level_name(int(v)) for v in vertebral[at]])
+    if spinal:
+        segments = spinal_levels(vertebral)
+        out = out.assign(spinal_level=segments[at],
+                         spinal_level_name=[spinal_level_name(int(v)) for v in segments[at]])
+    return out
+
+
+def per_level(per_slice: pd.DataFrame, by: str = "vert_level",
+              only: list[int] | None = None) -> pd.DataFrame:
+    """One row per level (``by``: ``vert_level`` or ``spinal_level`` of :func:`with_levels`),
+    superior first (SCT lists them inferior first): :func:`aggregate` over its slices, with
+    ``level`` (its name). ``only``: these levels (SCT's ``-vert``; a level without a slice is
+    left out, as SCT does with a warning); default every known level."""
+    names = per_slice.set_index(by)[f"{by}_name"].to_dict() if len(per_slice) else {}
+    present = sorted({int(v) for v in per_slice[by] if v > 0})
+    rows = []
+    for level in (present if only is None else [v for v in only if v in present]):
+        rows.append({"level": names[level], by: level,
+                     **aggregate(per_slice[per_slice[by] == level])})
+    return pd.DataFrame(rows)

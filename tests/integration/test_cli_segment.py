@@ -20,6 +20,7 @@ from msseg.cli.main import main
 from msseg.evaluation.voxel import dice
 from msseg.inference.options import SegmentOptions
 from msseg.inference.segment import Segmenter
+from msseg.lesion_measures import COLUMNS as CORD_COLUMNS
 from msseg.models.registry import bundled_models, find_model
 from msseg.postprocess import dilate_mm
 
@@ -64,8 +65,8 @@ def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, c
     assert list(table.columns) == [
         "lesion_id", "volume_mm3", "length_si_mm", "max_axial_area_mm2",
         "equivalent_diameter_mm", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
-        "slice_min", "slice_max", "mean_probability", "region", "distance_from_top_mm",
-        "chunk"]
+        "slice_min", "slice_max", "mean_probability", "region", *CORD_COLUMNS,
+        "distance_from_top_mm", "chunk"]
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert list(summary.columns[:6]) == ["scan", "status", "n_lesions",
                                          "total_lesion_volume_mm3", "cord_volume_mm3", "seconds"]
@@ -303,12 +304,19 @@ def test_crop_agrees_with_no_crop_on_real_scans(shared_data):
 @pytest.mark.slow
 def test_real_ms_patient_plausibility(shared_data, tmp_path, capsys):
     image_path = shared_data / "spine/ms_patient_unlabelled/t2_ms/t2.nii.gz"
-    assert segment("lesion_ms_axial_t2", "-i", image_path, "-o", tmp_path) == 0
+    assert segment("lesion_ms_axial_t2", "-i", image_path, "-o", tmp_path,
+                   "--morphometry") == 0
     cord = nib.load(tmp_path / "t2_label-SC_seg.nii.gz").get_fdata() > 0
     lesion = nib.load(tmp_path / "t2_label-lesion_seg.nii.gz").get_fdata() > 0
     assert cord.any(axis=(0, 1)).all(), "cord missing on some axial slice"
     margin = dilate_mm(cord, nib.load(image_path).header.get_zooms()[:3], 2.0)
     assert not (lesion & ~margin).any()
+    # --morphometry: a CSA row per slice holding cord, in the adult cord's range (mm²)
+    csa = pd.read_csv(tmp_path / "t2_morphometry.csv")
+    assert len(csa) == cord.any(axis=(0, 1)).sum()
+    assert 40 < csa.area.median() < 120
+    lesions = pd.read_csv(tmp_path / "t2_lesions.csv")
+    assert (lesions.max_axial_damage_ratio.dropna() <= 1).all()
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert summary.loc[0, "seconds"] > 0
     print(f"t2_ms: {summary.loc[0, 'seconds']:.1f} s, {summary.loc[0, 'n_lesions']} lesions")

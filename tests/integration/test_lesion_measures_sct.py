@@ -18,6 +18,8 @@ from msseg.lesion_table import lesion_table
 
 SCT = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "sct_analyze_lesion"
                   / "sct_analyze_lesion.csv")
+SCT_LEVELS = (Path(__file__).resolve().parents[1] / "data" / "sct_analyze_lesion"
+              / "sct_analyze_lesion_levels.csv")
 T2 = "spine/sct_testing_data/t2"
 CASES = {
     "straight": [((29, 45, 25), (3, 10, 2))],
@@ -108,3 +110,25 @@ def test_a_crop_to_the_masks_measures_the_same(shared_data, axcodes):
     for column in COLUMNS:
         np.testing.assert_allclose(cropped[column].to_numpy(float),
                                    whole[column].to_numpy(float), rtol=1e-9, err_msg=column)
+
+
+def test_level_shares_equal_scts_distribution(shared_data):
+    """SCT's ``-f`` per-level distribution (a one-tract atlas of ones, the labelled cord as
+    PAM50_levels): the share of each lesion's labelled voxels on each level."""
+    from msseg.levels import lesion_levels, level_name
+
+    cord = io.load(shared_data / T2 / "t2_seg-manual.nii.gz")
+    lesion = dummy_lesion(shared_data, CASES["two_si"])
+    lesion = lesion.with_data(lesion.data * (cord.data > 0))
+    shares = lesion_levels(lesion, io.load(shared_data / T2 / "t2_seg-manual_labeled.nii.gz"))
+    theirs = pd.read_csv(SCT_LEVELS)
+    volumes = by_volume(lesion_table(lesion, cord=cord))
+    for _, row in volumes.iterrows():
+        label = 1 if row.volume_in_cord_mm3 == 180 else 2      # SCT's labels: curved first
+        expected = {level_name(int(r.level)): r.percent / 100
+                    for r in theirs[theirs.sct_label == label].itertuples()}
+        ours = dict(part.split(":") for part in
+                    shares.set_index("lesion_id").level_shares[row.lesion_id].split(";"))
+        assert set(ours) == set(expected)
+        for name, share in expected.items():
+            assert float(ours[name]) == pytest.approx(share, abs=0.005)

@@ -113,3 +113,37 @@ def test_distance_from_top_and_grid_check():
         lesion_levels(image, Image(np.ones((4, 4, 9), np.uint8), np.eye(4)))
     with pytest.raises(MssegError, match="empty"):
         lesion_levels(image, image.with_data(np.zeros(data.shape, np.uint8)))
+
+
+def test_pam50_tables_are_the_maps(shared_data):
+    """levels.PAM50_VERTEBRAL / PAM50_SPINAL: the first and last slice of every level of the
+    PAM50 maps (the facts spinal_levels maps through)."""
+    from msseg.levels import PAM50_SPINAL, PAM50_VERTEBRAL
+
+    folder = shared_data / "spine" / "PAM50"
+    for name, table in (("PAM50_levels", PAM50_VERTEBRAL),
+                        ("PAM50_spinal_levels", PAM50_SPINAL)):
+        data = np.rint(io.load(folder / f"{name}.nii.gz").data).astype(int)   # LAS = RPI
+        found = {}
+        for level in np.unique(data[data > 0]):
+            z = np.flatnonzero((data == level).any(axis=(0, 1)))
+            found[int(level)] = (int(z.min()), int(z.max()))
+        assert found == table, name
+
+
+def test_spinal_levels_through_pam50():
+    """Hand-computed: a vertebral level of 4 slices maps its slice centres (t = 1/8, 3/8, 5/8,
+    7/8) into PAM50's own slices of that level, and takes the spinal level found there."""
+    from msseg.levels import PAM50_VERTEBRAL, spinal_level_name, spinal_levels
+
+    vertebral = np.array([0, 3, 3, 3, 3, 2, 2, 30])   # RPI order: inferior first; 30: no such
+    out = spinal_levels(vertebral)
+    low, high = PAM50_VERTEBRAL[3]                   # C3: PAM50 slices 871–907 (37 slices)
+    assert [int(np.floor(low + t * (high - low + 1))) for t in (1 / 8, 3 / 8, 5 / 8, 7 / 8)] \
+        == [875, 884, 894, 903]
+    # PAM50 spinal C4 = 883–915, C5 = 850–882: slice 875 lies in C5, the others in C4
+    assert [spinal_level_name(int(v)) for v in out[1:5]] == ["C5", "C4", "C4", "C4"]
+    assert out[0] == 0 and out[7] == 0
+    # C2 = PAM50 908–938: t = 1/4 -> slice 915 (spinal C4, 883–915), 3/4 -> 931 (C3)
+    assert [spinal_level_name(int(v)) for v in out[5:7]] == ["C4", "C3"]
+    assert spinal_level_name(9) == "T1" and spinal_level_name(21) == "L1"

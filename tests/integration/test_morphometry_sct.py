@@ -71,3 +71,85 @@ def test_command_on_a_folder_of_masks(shared_data, tmp_path):
     theirs = pd.read_csv(SCT / "sub-unf01_T2w_seg-manual.csv").dropna(subset=["area"])
     assert t2w.mean_area == pytest.approx(theirs.area.mean())
     assert t2w.sum_length == pytest.approx(theirs.length.sum())
+
+
+def test_per_level_equals_scts(shared_data):
+    """``sct_process_segmentation -vertfile t2_seg-manual_labeled -vert 2:5 -perlevel 1``:
+    every level's slices, means, standard deviations and length; and the per-slice levels."""
+    from msseg.morphometry import per_level, with_levels
+
+    folder = shared_data / "spine" / "sct_testing_data" / "t2"
+    mask = io.load(folder / "t2_seg-manual.nii.gz")
+    table = with_levels(cord_morphometry(mask), mask,
+                        io.load(folder / "t2_seg-manual_labeled.nii.gz"))
+    assert table.vert_level.tolist() == [0] + [5] * 3 + [4] * 14 + [3] * 18 + [2] * 17 + [0] * 2
+    ours = per_level(table, only=[2, 3, 4, 5]).set_index("vert_level")
+    theirs = pd.read_csv(SCT / "t2_seg-manual_perlevel.csv").set_index("vert_level")
+    assert sorted(ours.index) == sorted(theirs.index) == [2, 3, 4, 5]
+    assert ours.level.to_dict() == {2: "C2", 3: "C3", 4: "C4", 5: "C5"}
+    for column in theirs.columns:
+        if column == "slices":
+            assert ours.slices.to_dict() == theirs.slices.to_dict()
+        else:
+            np.testing.assert_allclose(ours.loc[theirs.index, column], theirs[column],
+                                       rtol=1e-6, err_msg=column)
+
+
+def test_command_per_level_with_lesions_plot_and_stats(shared_data, tmp_path, capsys):
+    """The cohort path: per-level rows (case = scan:level) equal to SCT's, a CSA plot, the
+    lesion table beside them with SCT's measures and the lesion outside the cord counted,
+    and ``msseg stats`` reading two such tables."""
+    folder = shared_data / "spine" / "sct_testing_data" / "t2"
+    cord = io.load(folder / "t2_seg-manual.nii.gz")
+    lesion = np.zeros(cord.shape, np.uint8)
+    lesion[29:32, 45:55, 25:27] = 1                     # SCT's `straight` dummy lesion
+    lesion[2:4, 10:12, 2:4] = 1                         # far from the cord
+    lesion_path = io.save(cord.with_data(lesion), tmp_path / "t2_lesion.nii.gz")
+    out, plot = tmp_path / "csa.csv", tmp_path / "csa.png"
+    argv = ["morphometry", "-s", str(folder / "t2_seg-manual.nii.gz"), "--per-level",
+            "--levels", str(folder / "t2_seg-manual_labeled.nii.gz"), "--vert", "2:4"]
+    assert main([*argv, "-o", str(out), "--plot", str(plot),
+                 "--lesion", str(lesion_path)]) == 0
+    table = pd.read_csv(out)
+    assert table.case.tolist() == ["t2_seg-manual:C2", "t2_seg-manual:C3", "t2_seg-manual:C4"]
+    theirs = pd.read_csv(SCT / "t2_seg-manual_perlevel.csv").set_index("vert_level")
+    np.testing.assert_allclose(table.mean_area, theirs.loc[[2, 3, 4], "mean_area"], rtol=1e-6)
+    assert plot.stat().st_size > 10_000
+    lesions = pd.read_csv(tmp_path / "csa_lesions.csv")
+    assert len(lesions) == 2 and set(lesions.scan) == {"t2_seg-manual"}
+    inside = lesions[lesions.volume_in_cord_mm3 > 0].iloc[0]
+    sct = pd.read_csv(SCT.parent / "sct_analyze_lesion" / "sct_analyze_lesion.csv")
+    straight = sct[sct.case == "straight"].iloc[0]
+    assert inside.total_bridge_mm == pytest.approx(straight.total_bridge_mm, rel=1e-6)
+    assert lesions.length_mm.isna().sum() == 1
+    assert "1 outside the cord" in capsys.readouterr().out
+    # msseg stats reads two such tables, paired by case
+    plain = tmp_path / "csa_no_angle.csv"
+    assert main([*argv, "-o", str(plain), "--no-angle-correction"]) == 0
+    assert main(["stats", str(out), str(plain), "--metric", "mean_area", "--paired"]) == 0
+
+
+@pytest.mark.parametrize("problem", ["soft lesion", "level map grid", "no levels", "bad vert"])
+def test_command_refuses_bad_input_and_writes_nothing(shared_data, tmp_path, capsys, problem):
+    folder = shared_data / "spine" / "sct_testing_data" / "t2"
+    cord_path = folder / "t2_seg-manual.nii.gz"
+    cord = io.load(cord_path)
+    out = tmp_path / "csa.csv"
+    argv = ["morphometry", "-s", str(cord_path), "-o", str(out)]
+    if problem == "soft lesion":
+        soft = io.save(cord.with_data(cord.data * 0.7), tmp_path / "soft.nii.gz")
+        argv += ["--lesion", str(soft)]
+        message = "must be binary"
+    elif problem == "level map grid":
+        cut = io.load(folder / "t2_seg-manual_labeled.nii.gz").crop((slice(0, 50),) * 3)
+        argv += ["--per-level", "--levels", str(io.save(cut, tmp_path / "lv.nii.gz"))]
+        message = "not on the image's grid"
+    elif problem == "no levels":
+        argv += ["--per-level"]
+        message = "need a level map"
+    else:
+        argv += ["--levels", str(folder / "t2_seg-manual_labeled.nii.gz"), "--vert", "5:2"]
+        message = "first ≤ last"
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "csa_lesions.csv").exists()

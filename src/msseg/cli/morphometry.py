@@ -1,12 +1,26 @@
-"""``msseg morphometry``: cord cross-sectional area and shape per axial slice, after SCT's
-``sct_process_segmentation`` (same definitions and numbers: :mod:`msseg.morphometry`).
+"""``msseg morphometry``: cord cross-sectional area and shape per axial slice and per level,
+after SCT's ``sct_process_segmentation`` (same definitions and numbers:
+:mod:`msseg.morphometry`), and the lesion measures of ``sct_analyze_lesion``
+(:mod:`msseg.lesion_measures`).
 
 ``-s`` takes cord masks (binary or soft, any orientation) or folders of them (files named like
 a cord mask: ``*_seg-manual``, ``*_label-SC_seg``…). By default one row per mask: the mean and
 standard deviation of every measure over the slices holding cord and the summed length, as
 ``sct_process_segmentation`` without ``-perslice``; ``--per-slice``: one row per slice (RPI
-index, inferior first). Angle correction (the slice projected onto the plane across the cord,
-from the mask's own smoothed centerline) is on unless ``--no-angle-correction``.
+index, inferior first); ``--per-level``: one row per mask and vertebral level (or spinal level
+with ``--spinal``), as ``-perlevel 1``, from a level map per mask (``--levels``: a dense map
+such as ``sct_label_vertebrae``'s ``*_seg_labeled``, or disc labels; on the mask's grid).
+``--vert 2:5`` keeps those levels. Every row has ``scan`` (the mask's name), ``mask`` (its
+path) and ``case`` (``scan``, ``scan:level`` or ``scan:slice``), so ``msseg stats`` can
+compare two such tables (``--metric mean_area``).
+``--plot`` draws CSA per level across the masks. Angle correction (the slice projected onto
+the plane across the cord, from the mask's own smoothed centerline) is on unless
+``--no-angle-correction``.
+
+``--lesion`` takes one binary lesion mask per cord mask (same order, same grid) and writes
+``OUT_lesions.csv``: msseg's lesion table with SCT's measures (length, width, damage ratio,
+tissue bridges…) per lesion; lesions outside the cord are counted, and their cord measures
+left empty. Nothing is written unless every input was read.
 """
 
 from __future__ import annotations
@@ -20,12 +34,24 @@ from msseg.progress import progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("morphometry", help="cord CSA and shape per slice (as SCT computes them)",
+    p = sub.add_parser("morphometry",
+                       help="cord CSA and shape per slice and level, lesion measures (as SCT)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-s", "--seg", type=Path, nargs="+", required=True,
                    help="cord masks, or folders of them")
     p.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
-    p.add_argument("--per-slice", action="store_true", help="one row per slice")
+    rows = p.add_mutually_exclusive_group()
+    rows.add_argument("--per-slice", action="store_true", help="one row per slice")
+    rows.add_argument("--per-level", action="store_true",
+                      help="one row per level (needs --levels)")
+    p.add_argument("--levels", type=Path, nargs="+", metavar="MAP",
+                   help="level map (dense or disc labels) per mask, in the masks' order")
+    p.add_argument("--spinal", action="store_true",
+                   help="spinal levels (from the vertebral ones, through PAM50)")
+    p.add_argument("--vert", metavar="A:B", help="keep levels A to B (e.g. 2:5)")
+    p.add_argument("--lesion", type=Path, nargs="+", metavar="MASK",
+                   help="lesion mask per cord mask: writes OUT_lesions.csv")
+    p.add_argument("--plot", type=Path, metavar="PNG", help="CSA per level (with --per-level)")
     p.add_argument("--no-angle-correction", dest="angle_correction", action="store_false",
                    help="measure the axial slices as acquired")
     p.add_argument("--overwrite", action="store_true")
@@ -33,29 +59,145 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from msseg import io
+
+    masks = _masks(args.seg)
+    levels = _paired(args.levels, masks, "--levels")
+    lesions = _paired(args.lesion, masks, "--lesion")
+    _check_options(args, levels)
+    only = _level_range(args.vert)
+    lesion_csv = args.output.with_name(args.output.name.removesuffix(".csv") + "_lesions.csv")
+    check_outputs([args.output, args.plot, lesion_csv if lesions else None], args.overwrite,
+                  inputs=masks + levels + lesions, suffixes=(".csv", ".png"))
+    rows, lesion_rows = [], []   # written after every input was read: a bad one leaves nothing
+    for i, path in enumerate(progress(masks, "morphometry", min_items=2)):
+        mask = _checked(io.load(path), path)
+        level_map = io.load(levels[i]) if levels else None
+        rows.append(_rows(args, _scan(path), mask, level_map, only).assign(mask=str(path)))
+        if lesions:
+            lesion_rows.append(_lesion_rows(_scan(path), mask, lesions[i]))
+    out = _ordered(rows)
+    io.write_csv(out, args.output)
+    if lesions:
+        _write_lesions(lesion_rows, lesion_csv)
+    if args.plot is not None:
+        from msseg.report.morphometry import csa_per_level
+
+        csa_per_level(out, args.plot)
+    _print(args, out)
+    print(f"wrote {args.output} ({len(out)} rows)")
+    return 0
+
+
+def _check_options(args: argparse.Namespace, levels: list[Path]) -> None:
+    if (args.per_level or args.spinal or args.vert) and not levels:
+        raise MssegError("--per-level, --spinal and --vert need a level map per mask "
+                         "(--levels)")
+    if args.plot is not None and not args.per_level:
+        raise MssegError("--plot draws CSA per level: add --per-level")
+
+
+def _level_range(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        first, _, last = text.partition(":")
+        low, high = int(first), int(last or first)
+    except ValueError:
+        raise MssegError(f"--vert {text}: give a level or a range of levels, e.g. 2:5") from None
+    if low < 1 or high < low:
+        raise MssegError(f"--vert {text}: levels count from 1 (C1), first ≤ last")
+    return list(range(low, high + 1))
+
+
+def _rows(args: argparse.Namespace, scan: str, mask, level_map, only):
+    import pandas as pd
+
+    from msseg.morphometry import aggregate, cord_morphometry, per_level, with_levels
+
+    table = cord_morphometry(mask, args.angle_correction)
+    if level_map is not None:
+        table = with_levels(table, mask, level_map, spinal=args.spinal)
+        by = "spinal_level" if args.spinal else "vert_level"
+        if only is not None:
+            table = table[table[by].isin(only)]
+    if args.per_level:
+        table = per_level(table, by=by, only=only)
+        return table.assign(scan=scan, case=[f"{scan}:{v}" for v in table.get("level", [])])
+    if args.per_slice:
+        return table.assign(scan=scan, case=[f"{scan}:{k}" for k in table["slice"]])
+    return pd.DataFrame([{"scan": scan, "case": scan, **aggregate(table)}])
+
+
+def _ordered(rows):
+    import pandas as pd
+
+    out = pd.concat(rows, ignore_index=True)
+    first = [c for c in ("scan", "case", "mask", "level") if c in out.columns]
+    return out[[*first, *[c for c in out.columns if c not in first]]]
+
+
+def _lesion_rows(scan: str, cord, path: Path):
+    import numpy as np
+
+    from msseg import io
+    from msseg.lesion_table import lesion_table
+    from msseg.levels import check_same_grid
+
+    lesion = io.load(path)
+    values = np.unique(lesion.data)
+    if not set(values.tolist()) <= {0, 1}:
+        raise MssegError(f"{path}: a lesion mask must be binary (values {values[:5].tolist()}"
+                         f"…); threshold a probability map first")
+    try:
+        check_same_grid(cord, lesion)
+    except MssegError:
+        raise MssegError(f"{path}: not on the grid of its cord mask") from None
+    table = lesion_table(lesion, cord=cord)
+    return table.assign(scan=scan)
+
+
+def _write_lesions(tables, path: Path) -> None:
     import pandas as pd
 
     from msseg import io
-    from msseg.morphometry import aggregate, cord_morphometry
 
-    masks = _masks(args.seg)
-    check_outputs([args.output], args.overwrite, inputs=masks, suffixes=(".csv",))
-    rows = []   # the CSV is written after every mask was read: a bad one leaves nothing
-    for path in progress(masks, "morphometry", min_items=2):
-        table = cord_morphometry(_checked(io.load(path), path), args.angle_correction)
-        if args.per_slice:
-            rows.append(table.assign(mask=str(path)))
-        else:
-            rows.append(pd.DataFrame([{"mask": str(path), **aggregate(table)}]))
-    out = pd.concat(rows, ignore_index=True)
-    out = out[["mask", *[c for c in out.columns if c != "mask"]]]
-    io.write_csv(out, args.output)
-    if not args.per_slice:
-        print_table(out.assign(mask=[Path(m).name for m in out["mask"]])[
-            ["mask", "slices", "mean_area", "std_area", "mean_diameter_AP", "mean_diameter_RL",
-             "sum_length"]], "msseg morphometry (mm², mm)")
-    print(f"wrote {args.output} ({len(out)} rows)")
-    return 0
+    out = pd.concat(tables, ignore_index=True)
+    out = out[["scan", *[c for c in out.columns if c != "scan"]]]
+    io.write_csv(out, path)
+    outside = int((out["volume_in_cord_mm3"] == 0).sum()) if len(out) else 0
+    note = f"; {outside} outside the cord (no cord measures)" if outside else ""
+    print(f"wrote {path} ({len(out)} lesions{note})")
+
+
+def _print(args: argparse.Namespace, out) -> None:
+    from pathlib import Path as _Path
+
+    if args.per_slice or not len(out):
+        return
+    columns = ["scan", *(["level"] if args.per_level else []), "slices", "mean_area",
+               "std_area", "mean_diameter_AP", "mean_diameter_RL", "sum_length"]
+    shown = out.assign(scan=[_Path(s).name for s in out["scan"]])
+    print_table(shown[[c for c in columns if c in shown.columns]], "msseg morphometry (mm², mm)")
+
+
+def _scan(path: Path) -> str:
+    from msseg import io
+
+    return io.strip_nifti_suffix(path.name)
+
+
+def _paired(paths: list[Path] | None, masks: list[Path], flag: str) -> list[Path]:
+    """One file per mask, in the masks' order (one file for one mask)."""
+    if not paths:
+        return []
+    if len(paths) != len(masks):
+        raise MssegError(f"{flag}: give one file per cord mask ({len(paths)} for "
+                         f"{len(masks)} masks)")
+    for path in paths:
+        if not path.is_file():
+            raise MssegError(f"{path}: no such file")
+    return list(paths)
 
 
 def _masks(paths: list[Path]) -> list[Path]:

@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "folder holding <image>_centerline / _seg / _label-SC_seg / _seg-manual…; "
                    "its centre of mass per slice places the crop, as SCT's -centerline file "
                    "(default: SCT's CNN1 heatmap + msseg's optimal path)")
+    p.add_argument("--morphometry", action="store_true",
+                   help="also write X_morphometry.csv: the cord's CSA and shape per slice, as "
+                   "sct_process_segmentation -perslice 1 (with --levels: each slice's level)")
     p.add_argument("--list", action="store_true",
                    help="list bundled and imported tasks and their cards")
     p.add_argument("--soft", action="store_true", help="also write the lesion probability map")
@@ -109,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     figures = _qc_figures() if args.qc else None
     jobs = [Job(path, outdir, model.path, options, args.soft, args.qc, tuple(model.outputs),
                 args.overwrite, **_bids_fields(layout, path), task=args.task,
-                levels=levels.get(path), centerline=centerlines.get(path), figures=figures)
+                levels=levels.get(path), centerline=centerlines.get(path), figures=figures,
+                morphometry=args.morphometry)
             for path in inputs]
     _plan(jobs, args.overwrite)
     if layout == "bids":

@@ -65,6 +65,7 @@ class Job:
     # figures(name, image, cord, lesion, qcdir); a module-level function, so a worker
     # process or a Dask worker receives it by reference
     figures: Callable | None = None
+    morphometry: bool = False                      # also the cord's CSA per slice
 
     @property
     def name(self) -> str:
@@ -92,6 +93,8 @@ class Job:
                 out["probability"] = folder / f"{self.name}_label-{label}_probseg.nii.gz"
         if "lesion" in self.masks:
             out["table"] = folder / f"{self.name}_lesions.csv"
+        if self.morphometry and "cord" in self.masks:
+            out["morphometry"] = folder / f"{self.name}_morphometry.csv"
         return out
 
     @property
@@ -101,6 +104,8 @@ class Job:
             options["levels"] = str(self.levels)
         if self.centerline is not None:
             options["centerline_file"] = str(self.centerline)
+        if self.morphometry:
+            options["morphometry"] = True
         return records.fingerprint(self.model, options, self.soft, self.masks)
 
     def state(self) -> records.State:
@@ -203,10 +208,20 @@ def _segment(job: Job, image, start: float) -> dict:
         _write_sidecars(job, out, segmenter.plan)
     if "table" in out:
         io.write_csv(table, out["table"])
+    if "morphometry" in out:
+        io.write_csv(_morphometry(result.cord, levels), out["morphometry"])
     cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3
                 if result.cord is not None else float("nan"))
     return _row(job.name, "ok", table if "lesion" in job.masks else None, cord_mm3,
                 time.perf_counter() - start)
+
+
+def _morphometry(cord, levels) -> pd.DataFrame:
+    """The cord's measures per slice (:mod:`msseg.morphometry`), with each slice's level."""
+    from msseg.morphometry import cord_morphometry, with_levels
+
+    table = cord_morphometry(cord)
+    return with_levels(table, cord, levels) if levels is not None else table
 
 
 def lesion_positions(table: pd.DataFrame, lesion, name: str, levels=None) -> pd.DataFrame:
@@ -227,7 +242,7 @@ def _write_sidecars(job: Job, out: dict[str, Path], plan) -> None:
     post = postprocess_config(job.options, plan)
     post = post.to_dict() if post is not None else None
     for key, path in out.items():
-        if key == "table":
+        if key in ("table", "morphometry"):      # CSVs: no sidecar
             continue
         kind = "probseg" if key == "probability" else "mask"
         output = job.soft_of if key == "probability" else key
