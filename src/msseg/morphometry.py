@@ -251,3 +251,36 @@ def per_level(per_slice: pd.DataFrame, by: str = "vert_level",
         rows.append({"level": names[level], by: level,
                      **aggregate(per_slice[per_slice[by] == level])})
     return pd.DataFrame(rows)
+
+
+# CSA normalisation models of SCT's ``sct_process_segmentation -normalize`` (its
+# data/csa_normalization_models, made with github.com/sct-pipeline/ukbiobank-spinalcord-csa
+# from T1w brain images of 804 healthy UK Biobank participants aged 48–80): per predictor,
+# (coefficient, cohort mean). ``inter-BV_sex`` is brain-volume × sex.
+NORMALISATION_MODELS = {
+    ("brain-volume", "sex"): {
+        "brain-volume": (2.3741962085478625e-05, 1156171.0708955224),
+        "sex": (-15.00753582193219, 0.43656716417910446),
+        "inter-BV_sex": (1.2389409865349374e-05, 530335.0410447761)},
+    ("brain-volume", "sex", "thalamus-volume"): {
+        "sex": (-15.000011679788948, 0.43656716417910446),
+        "brain-volume": (2.4534871223492782e-06, 1156171.0708955224),
+        "thalamus-volume": (0.001980035083542038, 15265.63184079602),
+        "inter-BV_sex": (1.2553560383488494e-05, 530335.0410447761)},
+}
+
+
+def normalised_csa(area: float, subject: dict[str, float]) -> float:
+    """CSA (mm²) normalised to the UK Biobank cohort: area + Σ coefficient × (cohort mean −
+    subject's value) over the model's predictors (SCT's ``-normalize``). ``subject``: ``sex``
+    (female 0, male 1), ``brain-volume`` (mm³) and optionally ``thalamus-volume`` (mm³)."""
+    model = NORMALISATION_MODELS.get(tuple(sorted(subject)))
+    if model is None:
+        raise MssegError("--normalize takes sex and brain-volume, or sex, brain-volume and "
+                         f"thalamus-volume (got {', '.join(sorted(subject)) or 'nothing'})")
+    if subject["sex"] not in (0, 1):
+        raise MssegError(f"--normalize sex {subject['sex']:g}: female 0, male 1")
+    values = {**subject, "inter-BV_sex": subject["brain-volume"] * subject["sex"]}
+    for predictor, (coefficient, mean) in model.items():
+        area = area + coefficient * (mean - values[predictor])
+    return area

@@ -153,3 +153,32 @@ def test_command_refuses_bad_input_and_writes_nothing(shared_data, tmp_path, cap
     assert main(argv) == 1
     assert message in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "csa_lesions.csv").exists()
+
+
+@pytest.mark.parametrize("subject, scts", [
+    (["sex", "0", "brain-volume", "960606.0", "thalamus-volume", "13942.0"], 80.7253521452222),
+    (["sex", "1", "brain-volume", "1200000"], 76.63401792502341)])
+def test_normalised_csa_equals_scts(shared_data, tmp_path, subject, scts):
+    """``sct_process_segmentation -i t2_seg-manual.nii.gz -normalize …`` (SCT 7.4.dev0):
+    its MEAN(area) with each of its two models."""
+    out = tmp_path / "csa.csv"
+    mask = shared_data / "spine" / MASKS["t2_seg-manual"]
+    assert main(["morphometry", "-s", str(mask), "-o", str(out), "--normalize", *subject]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row.mean_area_normalized == pytest.approx(scts, rel=1e-9)
+    assert row.mean_area == pytest.approx(77.51561788019276)      # kept as measured
+
+
+def test_normalised_csa_by_hand_and_bad_subjects():
+    from msseg.errors import MssegError
+    from msseg.morphometry import normalised_csa
+
+    # 70 + 2.374e-5·(1156171.07 − 1e6) − 15.0075·(0.43657 − 1) + 1.2389e-5·(530335.04 − 1e6)
+    expected = (70 + 2.3741962085478625e-05 * (1156171.0708955224 - 1e6)
+                - 15.00753582193219 * (0.43656716417910446 - 1)
+                + 1.2389409865349374e-05 * (530335.0410447761 - 1e6))
+    assert normalised_csa(70.0, {"sex": 1, "brain-volume": 1e6}) == pytest.approx(expected)
+    with pytest.raises(MssegError, match="female 0, male 1"):
+        normalised_csa(70.0, {"sex": 2, "brain-volume": 1e6})
+    with pytest.raises(MssegError, match="takes sex and brain-volume"):
+        normalised_csa(70.0, {"sex": 1})

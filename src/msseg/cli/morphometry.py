@@ -12,10 +12,10 @@ with ``--spinal``), as ``-perlevel 1``, from a level map per mask (``--levels``:
 such as ``sct_label_vertebrae``'s ``*_seg_labeled``, or disc labels; on the mask's grid).
 ``--vert 2:5`` keeps those levels. Every row has ``scan`` (the mask's name), ``mask`` (its
 path) and ``case`` (``scan``, ``scan:level`` or ``scan:slice``), so ``msseg stats`` can
-compare two such tables (``--metric mean_area``).
-``--plot`` draws CSA per level across the masks. Angle correction (the slice projected onto
-the plane across the cord, from the mask's own smoothed centerline) is on unless
-``--no-angle-correction``.
+compare two such tables (``--metric mean_area``). ``--plot`` draws CSA per level across the
+masks. ``--normalize sex 0 brain-volume 960606`` adds ``mean_area_normalized`` (SCT's
+``-normalize`` model). Angle correction (the slice projected onto the plane across the cord,
+from the mask's own smoothed centerline) is on unless ``--no-angle-correction``.
 
 ``--lesion`` takes one binary lesion mask per cord mask (same order, same grid) and writes
 ``OUT_lesions.csv``: msseg's lesion table with SCT's measures (length, width, damage ratio,
@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lesion", type=Path, nargs="+", metavar="MASK",
                    help="lesion mask per cord mask: writes OUT_lesions.csv")
     p.add_argument("--plot", type=Path, metavar="PNG", help="CSA per level (with --per-level)")
+    p.add_argument("--normalize", nargs="+", metavar="PREDICTOR VALUE",
+                   help="add mean_area_normalized, SCT's UK Biobank model: sex 0|1 "
+                   "brain-volume MM3 [thalamus-volume MM3] (one subject: one mask)")
     p.add_argument("--no-angle-correction", dest="angle_correction", action="store_false",
                    help="measure the axial slices as acquired")
     p.add_argument("--overwrite", action="store_true")
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     lesions = _paired(args.lesion, masks, "--lesion")
     _check_options(args, levels)
     only = _level_range(args.vert)
+    subject = _subject(args.normalize, masks)
     lesion_csv = args.output.with_name(args.output.name.removesuffix(".csv") + "_lesions.csv")
     check_outputs([args.output, args.plot, lesion_csv if lesions else None], args.overwrite,
                   inputs=masks + levels + lesions, suffixes=(".csv", ".png"))
@@ -77,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         if lesions:
             lesion_rows.append(_lesion_rows(_scan(path), mask, lesions[i]))
     out = _ordered(rows)
+    if subject is not None and "mean_area" in out.columns:
+        from msseg.morphometry import normalised_csa
+
+        out["mean_area_normalized"] = [normalised_csa(a, subject) for a in out["mean_area"]]
     io.write_csv(out, args.output)
     if lesions:
         _write_lesions(lesion_rows, lesion_csv)
@@ -95,6 +103,25 @@ def _check_options(args: argparse.Namespace, levels: list[Path]) -> None:
                          "(--levels)")
     if args.plot is not None and not args.per_level:
         raise MssegError("--plot draws CSA per level: add --per-level")
+
+
+def _subject(words: list[str] | None, masks: list[Path]) -> dict[str, float] | None:
+    """``--normalize sex 0 brain-volume 960606``: the subject's predictors, checked."""
+    if not words:
+        return None
+    if len(masks) != 1:
+        raise MssegError("--normalize describes one subject: give one cord mask")
+    if len(words) % 2:
+        raise MssegError("--normalize takes pairs: PREDICTOR VALUE …")
+    try:
+        subject = {name: float(value) for name, value in zip(words[::2], words[1::2],
+                                                              strict=True)}
+    except ValueError:
+        raise MssegError(f"--normalize {' '.join(words)}: values must be numbers") from None
+    from msseg.morphometry import normalised_csa
+
+    normalised_csa(0.0, subject)             # the model exists and sex is 0 or 1
+    return subject
 
 
 def _level_range(text: str | None) -> list[int] | None:
