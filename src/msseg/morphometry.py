@@ -284,3 +284,61 @@ def normalised_csa(area: float, subject: dict[str, float]) -> float:
     for predictor, (coefficient, mean) in model.items():
         area = area + coefficient * (mean - values[predictor])
     return area
+
+
+PMJ_SMOOTH_MM = 50.0   # SCT's -pmj centerline: linear interpolation, Hanning window of 50 mm
+
+
+def pmj_distances(mask: Image, pmj: Image) -> dict[int, float]:
+    """RPI axial slice -> distance (mm) from the pontomedullary junction along the cord, as
+    ``sct_process_segmentation -pmj``: the mask and the PMJ label together give the per-slice
+    mean voxel positions from the lowest to the highest slice holding either; x(z) and y(z)
+    are interpolated linearly over every slice between, smoothed by a Hanning window of
+    ``round_up_to_odd(50 mm / dz)`` slices (the signal extended by central symmetry at both
+    ends), turned into world points, and the distance is the length of the polyline from the
+    top (the PMJ's end) down to the slice."""
+    if pmj.shape[:3] != mask.shape[:3] or not np.allclose(pmj.affine, mask.affine, atol=1e-3):
+        raise MssegError("the PMJ label is not on the cord mask's grid")
+    rpi, label = to_rpi(mask), to_rpi(pmj)
+    both = np.asarray(rpi.data, np.float64) + np.asarray(label.data, np.float64)
+    if not (label.data > 0).any():
+        raise MssegError("the PMJ label is empty")
+    x, y, z = np.nonzero(both)
+    zs = np.unique(z)
+    xm = np.array([x[z == k].mean() for k in zs])
+    ym = np.array([y[z == k].mean() for k in zs])
+    zref = np.arange(zs.min(), zs.max() + 1)
+    window = int(np.ceil(PMJ_SMOOTH_MM / rpi.spacing[2]) // 2 * 2 + 1)
+    xs = _hanning_smoothed(np.interp(zref, zs, xm), window)
+    ys = _hanning_smoothed(np.interp(zref, zs, ym), window)
+    world = np.column_stack([xs, ys, zref, np.ones(len(zref))]) @ rpi.affine.T
+    steps = np.linalg.norm(np.diff(world[:, :3], axis=0), axis=1)
+    from_top = np.concatenate([np.cumsum(steps[::-1])[::-1], [0.0]])
+    return {int(k): float(d) for k, d in zip(zref, from_top, strict=True)}
+
+
+def _hanning_smoothed(values: np.ndarray, window: int) -> np.ndarray:
+    """``values`` convolved with a normalised Hanning window, the ends extended by central
+    symmetry (a window longer than the signal shrinks to it; under 3: unchanged)."""
+    window = min(window, values.size)
+    if window < 3:
+        return values
+    padded = np.concatenate([2 * values[0] - values[window - 1:0:-1], values,
+                             2 * values[-1] - values[-2:-window - 1:-1]])
+    weights = np.hanning(window)
+    smooth = np.convolve(weights / weights.sum(), padded, mode="valid")
+    return smooth[int(np.ceil(window / 2 - 1)):-int(np.floor(window / 2))]
+
+
+def pmj_slices(distances: dict[int, float], distance: float, extent: float) -> list[int]:
+    """The slices of ``extent`` mm centred ``distance`` mm below the PMJ (SCT's
+    ``-pmj-distance`` / ``-pmj-extent``): from the slice nearest ``distance + extent/2`` up to,
+    not including, the slice nearest ``distance - extent/2``."""
+    zs = np.array(sorted(distances))
+    lengths = np.array([distances[k] for k in zs])
+    if not lengths.min() <= distance <= lengths.max():
+        raise MssegError(f"--pmj-distance {distance:g} mm is outside the cord's "
+                         f"{lengths.min():.1f}–{lengths.max():.1f} mm from the PMJ")
+    low = int(zs[np.argmin(np.abs(lengths - distance - extent / 2))])
+    high = int(zs[np.argmin(np.abs(lengths - distance + extent / 2))])
+    return list(range(low, high))

@@ -182,3 +182,26 @@ def test_normalised_csa_by_hand_and_bad_subjects():
         normalised_csa(70.0, {"sex": 2, "brain-volume": 1e6})
     with pytest.raises(MssegError, match="takes sex and brain-volume"):
         normalised_csa(70.0, {"sex": 1})
+
+
+def test_pmj_distances_equal_scts(shared_data, tmp_path):
+    """``sct_process_segmentation -pmj`` on t2_seg-manual with a PMJ label off its centre
+    (tests/data/sct_process_segmentation/README.md): every slice's DistancePMJ (SCT rounds to
+    0.01 mm), and the 10 mm measured 25 mm below the PMJ."""
+    folder = shared_data / "spine" / "sct_testing_data" / "t2"
+    cord = io.load(folder / "t2_seg-manual.nii.gz")
+    label = np.zeros(cord.shape, np.uint8)
+    label[30, 54, 24] = 1
+    pmj = io.save(cord.with_data(label), tmp_path / "t2_pmj.nii.gz")
+    out = tmp_path / "pmj.csv"
+    argv = ["morphometry", "-s", str(folder / "t2_seg-manual.nii.gz"), "--pmj", str(pmj)]
+    assert main([*argv, "-o", str(out), "--per-slice"]) == 0
+    ours = pd.read_csv(out).set_index("slice").distance_pmj_mm
+    theirs = pd.read_csv(SCT / "t2_seg-manual_pmj.csv").set_index("slice").distance_pmj
+    np.testing.assert_allclose(ours.loc[theirs.index].round(2), theirs, atol=1e-9)
+    assert main([*argv, "-o", str(tmp_path / "at25.csv"), "--pmj-distance", "25",
+                 "--pmj-extent", "10"]) == 0
+    row = pd.read_csv(tmp_path / "at25.csv").iloc[0]
+    assert (row.slices, row.distance_pmj_mm) == ("24:33", 25.0)
+    assert row.mean_area == pytest.approx(82.25560209672662, rel=1e-9)
+    assert row.sum_length == pytest.approx(10.005385501469565, rel=1e-9)

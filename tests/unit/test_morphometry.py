@@ -14,6 +14,7 @@ import pytest
 
 from msseg import io
 from msseg.cli.main import main
+from msseg.errors import MssegError
 from msseg.image import Image
 from msseg.morphometry import aggregate, centerline_slopes, cord_morphometry
 
@@ -127,3 +128,23 @@ def test_command_writes_per_slice_rows_and_refuses_a_label_map(tmp_path, capsys)
     assert not out2.exists()
     assert "values outside 0–1" in capsys.readouterr().err
     assert main(["morphometry", "-s", str(tmp_path / "none.nii.gz"), "-o", str(out2)]) == 1
+
+
+def test_pmj_distance_and_slices_are_scts_own_test_values():
+    """SCT's test_cli_sct_process_segmentation.py: a 15-voxel cube in a 32³ grid (1 mm), the
+    PMJ at (15, 15, 28): slice 10 lies 18.11 mm below it, and -pmj-distance 8 -pmj-extent 4
+    measures slices 18:21 (4 slices, SUM(length) 4.0)."""
+    from msseg.morphometry import pmj_distances, pmj_slices
+
+    data = np.zeros((32, 32, 32), np.uint8)
+    data[9:24, 9:24, 9:24] = 1
+    pmj = np.zeros_like(data)
+    pmj[15, 15, 28] = 1
+    distances = pmj_distances(Image(data, np.eye(4)), Image(pmj, np.eye(4)))
+    assert round(distances[10], 2) == 18.11
+    assert distances[28] == 0.0 and distances[9] > distances[10]
+    assert pmj_slices(distances, 8.0, 4.0) == [18, 19, 20, 21]
+    table = cord_morphometry(Image(data, np.eye(4)))
+    assert aggregate(table[table.slice.isin([18, 19, 20, 21])])["sum_length"] == 4.0
+    with pytest.raises(MssegError, match="outside the cord's"):
+        pmj_slices(distances, 40.0, 4.0)

@@ -13,9 +13,12 @@ such as ``sct_label_vertebrae``'s ``*_seg_labeled``, or disc labels; on the mask
 ``--vert 2:5`` keeps those levels. Every row has ``scan`` (the mask's name), ``mask`` (its
 path) and ``case`` (``scan``, ``scan:level`` or ``scan:slice``), so ``msseg stats`` can
 compare two such tables (``--metric mean_area``). ``--plot`` draws CSA per level across the
-masks. ``--normalize sex 0 brain-volume 960606`` adds ``mean_area_normalized`` (SCT's
-``-normalize`` model). Angle correction (the slice projected onto the plane across the cord,
-from the mask's own smoothed centerline) is on unless ``--no-angle-correction``.
+masks. ``--pmj PMJ_LABEL`` adds each slice's distance from the pontomedullary junction
+along the cord (``--per-slice``), or with ``--pmj-distance 64 --pmj-extent 20`` measures the
+20 mm of cord centred 64 mm below it, as SCT's ``-pmj``. ``--normalize sex 0 brain-volume
+960606`` adds ``mean_area_normalized`` (SCT's ``-normalize`` model). Angle correction (the
+slice projected onto the plane across the cord, from the mask's own smoothed centerline) is on
+unless ``--no-angle-correction``.
 
 ``--lesion`` takes one binary lesion mask per cord mask (same order, same grid) and writes
 ``OUT_lesions.csv``: msseg's lesion table with SCT's measures (length, width, damage ratio,
@@ -49,6 +52,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spinal", action="store_true",
                    help="spinal levels (from the vertebral ones, through PAM50)")
     p.add_argument("--vert", metavar="A:B", help="keep levels A to B (e.g. 2:5)")
+    p.add_argument("--pmj", type=Path, nargs="+", metavar="LABEL",
+                   help="pontomedullary junction label per mask: distance_pmj_mm per slice "
+                   "(--per-slice), or the slices at --pmj-distance")
+    p.add_argument("--pmj-distance", type=float, metavar="MM",
+                   help="measure the slices centred this far below the PMJ (with --pmj)")
+    p.add_argument("--pmj-extent", type=float, default=20.0, metavar="MM",
+                   help="length of cord measured around --pmj-distance (default 20 mm)")
     p.add_argument("--lesion", type=Path, nargs="+", metavar="MASK",
                    help="lesion mask per cord mask: writes OUT_lesions.csv")
     p.add_argument("--plot", type=Path, metavar="PNG", help="CSA per level (with --per-level)")
@@ -67,17 +77,19 @@ def run(args: argparse.Namespace) -> int:
     masks = _masks(args.seg)
     levels = _paired(args.levels, masks, "--levels")
     lesions = _paired(args.lesion, masks, "--lesion")
-    _check_options(args, levels)
+    pmjs = _paired(args.pmj, masks, "--pmj")
+    _check_options(args, levels, pmjs)
     only = _level_range(args.vert)
     subject = _subject(args.normalize, masks)
     lesion_csv = args.output.with_name(args.output.name.removesuffix(".csv") + "_lesions.csv")
     check_outputs([args.output, args.plot, lesion_csv if lesions else None], args.overwrite,
-                  inputs=masks + levels + lesions, suffixes=(".csv", ".png"))
+                  inputs=masks + levels + lesions + pmjs, suffixes=(".csv", ".png"))
     rows, lesion_rows = [], []   # written after every input was read: a bad one leaves nothing
     for i, path in enumerate(progress(masks, "morphometry", min_items=2)):
         mask = _checked(io.load(path), path)
         level_map = io.load(levels[i]) if levels else None
-        rows.append(_rows(args, _scan(path), mask, level_map, only).assign(mask=str(path)))
+        pmj = io.load(pmjs[i]) if pmjs else None
+        rows.append(_rows(args, _scan(path), mask, level_map, only, pmj).assign(mask=str(path)))
         if lesions:
             lesion_rows.append(_lesion_rows(_scan(path), mask, lesions[i]))
     out = _ordered(rows)
@@ -97,10 +109,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_options(args: argparse.Namespace, levels: list[Path]) -> None:
+def _check_options(args: argparse.Namespace, levels: list[Path], pmjs: list[Path]) -> None:
     if (args.per_level or args.spinal or args.vert) and not levels:
         raise MssegError("--per-level, --spinal and --vert need a level map per mask "
                          "(--levels)")
+    if args.pmj_distance is not None and not pmjs:
+        raise MssegError("--pmj-distance needs a PMJ label per mask (--pmj)")
+    if pmjs and args.pmj_distance is None and not args.per_slice:
+        raise MssegError("--pmj gives distances per slice (--per-slice) or selects the "
+                         "slices at --pmj-distance MM")
+    if pmjs and args.per_level:
+        raise MssegError("--pmj and --per-level select slices two ways: choose one")
+    if args.pmj_extent <= 0:
+        raise MssegError(f"--pmj-extent {args.pmj_extent:g}: must be positive")
     if args.plot is not None and not args.per_level:
         raise MssegError("--plot draws CSA per level: add --per-level")
 
@@ -137,12 +158,30 @@ def _level_range(text: str | None) -> list[int] | None:
     return list(range(low, high + 1))
 
 
-def _rows(args: argparse.Namespace, scan: str, mask, level_map, only):
+def _rows(args: argparse.Namespace, scan: str, mask, level_map, only, pmj=None):
     import pandas as pd
 
-    from msseg.morphometry import aggregate, cord_morphometry, per_level, with_levels
+    from msseg.morphometry import (
+        aggregate,
+        cord_morphometry,
+        per_level,
+        pmj_distances,
+        pmj_slices,
+        with_levels,
+    )
 
     table = cord_morphometry(mask, args.angle_correction)
+    if pmj is not None:
+        distances = pmj_distances(mask, pmj)
+        table = table.assign(distance_pmj_mm=[distances.get(int(k), float("nan"))
+                                              for k in table["slice"]])
+        if args.pmj_distance is not None:
+            chosen = pmj_slices(distances, args.pmj_distance, args.pmj_extent)
+            table = table[table["slice"].isin(chosen)].drop(columns="distance_pmj_mm")
+            if not args.per_slice:
+                return pd.DataFrame([{"scan": scan, "case": scan,
+                                      "distance_pmj_mm": args.pmj_distance,
+                                      **aggregate(table)}])
     if level_map is not None:
         table = with_levels(table, mask, level_map, spinal=args.spinal)
         by = "spinal_level" if args.spinal else "vert_level"
