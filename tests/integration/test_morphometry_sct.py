@@ -205,3 +205,28 @@ def test_pmj_distances_equal_scts(shared_data, tmp_path):
     assert (row.slices, row.distance_pmj_mm) == ("24:33", 25.0)
     assert row.mean_area == pytest.approx(82.25560209672662, rel=1e-9)
     assert row.sum_length == pytest.approx(10.005385501469565, rel=1e-9)
+
+
+def test_discs_and_dense_levels_give_the_same_levels(shared_data, tmp_path, capsys):
+    """PAM50's cord, its disc labels and its dense level map, cut to C2–C5 on one grid:
+    --discs and --levels name the same levels, and their CSA per level agrees (the two rules
+    can differ only on the slices at a disc); a dense map given as --discs is refused."""
+    folder = shared_data / "spine" / "PAM50"
+    box = (slice(40, 100), slice(40, 100), slice(795, 945))
+    paths = {}
+    for name in ("PAM50_cord", "PAM50_label_disc", "PAM50_levels"):
+        paths[name] = io.save(io.load(folder / f"{name}.nii.gz").crop(box),
+                              tmp_path / f"{name}.nii.gz")
+    tables = {}
+    for flag, source in (("--discs", "PAM50_label_disc"), ("--levels", "PAM50_levels")):
+        out = tmp_path / f"{flag[2:]}.csv"
+        assert main(["morphometry", "-s", str(paths["PAM50_cord"]), flag, str(paths[source]),
+                     "--per-level", "-o", str(out)]) == 0
+        tables[flag] = pd.read_csv(out).set_index("level")
+    assert list(tables["--discs"].index) == list(tables["--levels"].index)
+    assert {"C3", "C4"} <= set(tables["--discs"].index)
+    np.testing.assert_allclose(tables["--discs"].mean_area, tables["--levels"].mean_area,
+                               rtol=0.01)
+    assert main(["morphometry", "-s", str(paths["PAM50_cord"]), "--discs",
+                 str(paths["PAM50_levels"]), "-o", str(tmp_path / "x.csv")]) == 1
+    assert "not disc labels" in capsys.readouterr().err

@@ -9,7 +9,8 @@ standard deviation of every measure over the slices holding cord and the summed 
 ``sct_process_segmentation`` without ``-perslice``; ``--per-slice``: one row per slice (RPI
 index, inferior first); ``--per-level``: one row per mask and vertebral level (or spinal level
 with ``--spinal``), as ``-perlevel 1``, from a level map per mask (``--levels``: a dense map
-such as ``sct_label_vertebrae``'s ``*_seg_labeled``, or disc labels; on the mask's grid).
+such as ``sct_label_vertebrae``'s ``*_seg_labeled``, or disc labels; ``--discs``: disc labels
+only; on the mask's grid).
 ``--vert 2:5`` keeps those levels. Every row has ``scan`` (the mask's name), ``mask`` (its
 path) and ``case`` (``scan``, ``scan:level`` or ``scan:slice``), so ``msseg stats`` can
 compare two such tables (``--metric mean_area``). ``--plot`` draws CSA per level across the
@@ -47,8 +48,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rows.add_argument("--per-slice", action="store_true", help="one row per slice")
     rows.add_argument("--per-level", action="store_true",
                       help="one row per level (needs --levels)")
-    p.add_argument("--levels", type=Path, nargs="+", metavar="MAP",
-                   help="level map (dense or disc labels) per mask, in the masks' order")
+    maps = p.add_mutually_exclusive_group()
+    maps.add_argument("--levels", type=Path, nargs="+", metavar="MAP",
+                      help="level map (dense or disc labels) per mask, in the masks' order")
+    maps.add_argument("--discs", type=Path, nargs="+", metavar="LABELS",
+                      help="disc labels (one voxel per disc) per mask, in the masks' order")
     p.add_argument("--spinal", action="store_true",
                    help="spinal levels (from the vertebral ones, through PAM50)")
     p.add_argument("--vert", metavar="A:B", help="keep levels A to B (e.g. 2:5)")
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from msseg import io
 
     masks = _masks(args.seg)
-    levels = _paired(args.levels, masks, "--levels")
+    levels = _paired(args.levels or args.discs, masks, "--discs" if args.discs else "--levels")
     lesions = _paired(args.lesion, masks, "--lesion")
     pmjs = _paired(args.pmj, masks, "--pmj")
     _check_options(args, levels, pmjs)
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     rows, lesion_rows = [], []   # written after every input was read: a bad one leaves nothing
     for i, path in enumerate(progress(masks, "morphometry", min_items=2)):
         mask = _checked(io.load(path), path)
-        level_map = io.load(levels[i]) if levels else None
+        level_map = _level_map(levels[i], bool(args.discs)) if levels else None
         pmj = io.load(pmjs[i]) if pmjs else None
         rows.append(_rows(args, _scan(path), mask, level_map, only, pmj).assign(mask=str(path)))
         if lesions:
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_options(args: argparse.Namespace, levels: list[Path], pmjs: list[Path]) -> None:
     if (args.per_level or args.spinal or args.vert) and not levels:
         raise MssegError("--per-level, --spinal and --vert need a level map per mask "
-                         "(--levels)")
+                         "(--levels or --discs)")
     if args.pmj_distance is not None and not pmjs:
         raise MssegError("--pmj-distance needs a PMJ label per mask (--pmj)")
     if pmjs and args.pmj_distance is None and not args.per_slice:
@@ -143,6 +147,20 @@ def _subject(words: list[str] | None, masks: list[Path]) -> dict[str, float] | N
 
     normalised_csa(0.0, subject)             # the model exists and sex is 0 or 1
     return subject
+
+
+def _level_map(path: Path, discs: bool):
+    """A level map; with ``--discs``, refused unless it holds point labels."""
+    import numpy as np
+
+    from msseg import io
+    from msseg.levels import is_point_map
+
+    image = io.load(path)
+    if discs and not is_point_map(np.rint(image.data).astype(np.int64)):
+        raise MssegError(f"{path}: not disc labels (a value labels more than 27 voxels: a "
+                         "dense level map? give it with --levels)")
+    return image
 
 
 def _level_range(text: str | None) -> list[int] | None:
