@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 BENCH := .venv-bench
 
-.PHONY: demo test lint clean browser bench-env wheel-check
+.PHONY: demo test docs lint clean browser bench-env wheel-check
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -40,16 +40,23 @@ browser:
 	  chromium-driver >/dev/null) || echo "chromium not installed: the QC browser test will be skipped"; }
 
 test: $(STAMP) browser
-	$(BIN)/ruff check src tests benchmarks recipes
+	$(BIN)/ruff check src tests benchmarks recipes tools
 	$(BIN)/python tests/wheel_check.py
 	$(BIN)/pytest -q
+
+# The documentation site: pages generated from the code and the results' files, pictures made
+# from ../shared/data, then MkDocs with --strict (a broken link or anchor fails) into site/.
+docs: $(STAMP) browser
+	$(BIN)/python tools/docs_pages.py
+	$(BIN)/python tools/docs_pictures.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The wheel users install, built and tried in fresh venvs (core without torch, then [all]).
 wheel-check: $(STAMP)
 	$(BIN)/python tests/wheel_check.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks recipes
+	$(BIN)/ruff check src tests benchmarks recipes tools
 
 clean:
-	rm -rf $(VENV) $(BENCH) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(BENCH) build site *.egg-info src/*.egg-info

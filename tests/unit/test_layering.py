@@ -1,11 +1,11 @@
-"""The packages import one another in the direction the data flows (docs: the README's *Layout*
-section): io -> preprocess -> centerline -> models -> inference -> postprocess -> lesions ->
-evaluation -> report -> experiments -> cli. Training sits beside inference (it imports models,
-preprocess, data and the scores it validates with) and is imported by neither; data (dataset
-indexes, synthesis) sits below training; evaluation imports neither models nor inference (a
-score does not depend on how a mask was made). Top-level modules (image, io, bids, errors,
-progress, postprocess, lesions, levels…) are their own stage, named by their stem. And no
-module imports itself back through others (no import cycle, lazy imports included)."""
+"""The packages import one another in the direction the data flows (docs/explanation/
+architecture.md and pipeline.md): io -> preprocess -> centerline -> models -> inference ->
+postprocess -> lesions -> evaluation -> report -> experiments -> cli. Training sits beside
+inference (it imports models, preprocess, data and the scores it validates with) and is imported
+by neither; data (dataset indexes, synthesis) sits below training; evaluation imports neither
+models nor inference (a score does not depend on how a mask was made). Top-level modules (image,
+io, bids, errors, progress, postprocess, lesions, levels…) are their own stage, named by their
+stem. And no module imports itself back through others (no import cycle, lazy imports included)."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from msseg.evaluation.lesion_matching import (
     size_bin_index,
     size_bin_labels,
 )
+from msseg.evaluation.metrics import COLUMNS as METRIC_REGISTRY_COLUMNS
 from msseg.evaluation.stacking import split_chunk, stack_chunks
 from msseg.evaluation.voxel import (
     SurfaceDistances,
@@ -40,11 +41,8 @@ CASE_SUFFIXES = (
     "_lesion_seg", "_lesionseg", "_sc_seg", "_lesion", "_pred", "_seg", "_mask", "_gt",
 )
 
-METRIC_COLUMNS = (
-    "dice", "nsd", "rve", "hd95_mm", "assd_mm", "ref_volume_mm3", "pred_volume_mm3",
-    "lesion_ppv", "lesion_sensitivity", "lesion_f1", "n_ref_lesions", "n_pred_lesions",
-    "lesion_count_abs_diff", "lesion_tp", "lesion_fp", "lesion_fn",
-)
+#: The metrics CSV's columns, in order: the registry's names (msseg.evaluation.metrics).
+METRIC_COLUMNS = METRIC_REGISTRY_COLUMNS
 LESION_COLUMNS = ("case", "kind", "lesion_id", "volume_mm3", "overlap_fraction",
                   "true_positive", "chunk")
 

@@ -22,7 +22,8 @@ Back: the network's logits are resampled to the cropped shape the same way (orde
 nearest along an anisotropic axis), turned into probabilities, put back into the full grid
 (background outside the crop) and transposed back. Everything works on float32 arrays slice by
 slice, so no full-volume float64 copy is made (nnU-Net casts to float64 and accumulates the
-windows in float16; msseg stays in float32 throughout — see the README for the difference).
+windows in float16; msseg stays in float32 throughout — docs/how-to/released-models.md gives
+the difference).
 
 Every step also carries the world affine of the grid it produces, so points in mm (the stage-1
 centerline) can be placed on the network grid.
