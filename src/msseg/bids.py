@@ -1,18 +1,6 @@
 """BIDS derivative names and layout of ``msseg segment --bids-derivatives``.
 
-BIDS (1.10+, derivatives: "Masks", "Segmentations") names a binary mask
-``<source entities>_label-<label>_desc-<description>_mask.nii.gz`` and a probability map
-``…_probseg.nii.gz``; the source's suffix (T2w, T2star, FLAIR…) is not an entity, so msseg
-keeps it as the description — for ``sub-01_ses-02_chunk-1_T2w.nii.gz``:
-
-* cord: ``sub-01_ses-02_chunk-1_label-SC_desc-T2w_mask.nii.gz``
-* lesions: ``sub-01_ses-02_chunk-1_label-lesion_desc-T2w_mask.nii.gz``
-* lesion probability: ``sub-01_ses-02_chunk-1_label-lesion_desc-T2w_probseg.nii.gz``
-
-each with a JSON sidecar (source, model, threshold, post-processing), in
-``derivatives/msseg/sub-01/ses-02/anat/`` beside a ``dataset_description.json``. The names map
-one to one to the field's older convention (``sub-01_ses-02_chunk-1_T2w_label-SC_seg``), which
-:func:`legacy_name` gives back, so ``msseg evaluate`` and ``msseg dataset scan`` read both.
+Design notes: docs/explanation/design-notes.md#mssegbids.
 """
 
 from __future__ import annotations

@@ -24,9 +24,12 @@ SCT_RPI = "LAS"
 class Image:
     """A 3D array with its 4x4 voxel-to-world (RAS+ mm) affine and the NIfTI header it came with.
 
-    ``header`` is kept so that masks derived from this image can be written with its exact
-    qform/sform, codes and zooms (see :func:`msseg.io.save_like`). It may be ``None`` for
-    images built in memory.
+    Attributes:
+        data: the voxels.
+        affine: voxel indices to world (RAS+, mm).
+        header: the NIfTI header it was read with, kept so that masks derived from it are
+            written with its exact qform/sform, codes and zooms (:func:`msseg.io.save_like`);
+            ``None`` for images built in memory.
     """
 
     data: np.ndarray

@@ -47,14 +47,21 @@ def strip_nifti_suffix(name: str) -> str:
 
 
 def load(path: str | os.PathLike, *, allow_nan: bool = False) -> Image:
-    """Read a 3D NIfTI image. Raises :class:`MssegError` naming the file on any problem.
+    """Read a 3D NIfTI image, checking it before and after.
 
     Before any voxel is read, the raw header is checked (:func:`check_header`): real numeric
     data type, positive finite voxel sizes, finite invertible qform/sform, and a file that holds
-    as many bytes as the header claims (so a corrupt header cannot make msseg allocate
-    gigabytes). Trailing singleton dimensions (``X×Y×Z×1``) are squeezed (and restored when a
-    mask is written); real 4D data, non-finite values (unless ``allow_nan``) and intensities that
-    overflow 32-bit floats after ``scl_slope`` scaling are refused.
+    as many bytes as the header claims. The voxels are then checked for NaN or infinite values.
+
+    Args:
+        path: a ``.nii`` or ``.nii.gz`` file.
+        allow_nan: accept NaN voxels (probability maps of other tools).
+
+    Returns:
+        The image with its affine and its header.
+
+    Raises:
+        MssegError: on any problem, in one line naming the file.
     """
     import nibabel as nib
 
@@ -311,8 +318,19 @@ def _check_values(path: Path, data: np.ndarray, allow_nan: bool) -> None:
 
 
 def save(image: Image, path: str | os.PathLike, dtype: np.dtype | type | None = None) -> Path:
-    """Write ``image`` atomically. With a header, its qform/sform and codes are kept exactly, as
-    are its NIfTI version (1 or 2) and trailing singleton dimensions (``X×Y×Z×1`` stays 4D)."""
+    """Write an image atomically (a temporary file, then a rename).
+
+    With a header, its qform/sform and codes are kept exactly, as are its NIfTI version (1 or 2)
+    and trailing singleton dimensions (``X×Y×Z×1`` stays 4D).
+
+    Args:
+        image: what to write.
+        path: the file to write (``.nii`` or ``.nii.gz``).
+        dtype: the on-disk data type (default: the array's).
+
+    Returns:
+        ``path``.
+    """
     import nibabel as nib
 
     data = np.asarray(image.data)
@@ -337,7 +355,17 @@ def save(image: Image, path: str | os.PathLike, dtype: np.dtype | type | None = 
 
 def save_like(data: np.ndarray, reference: Image, path: str | os.PathLike,
               dtype: np.dtype | type = np.uint8) -> Path:
-    """Write ``data`` (same shape as ``reference``) with the reference's exact geometry."""
+    """Write an array with a reference image's exact geometry (a mask beside its scan).
+
+    Args:
+        data: an array of ``reference``'s shape.
+        reference: the image whose header and affine the file gets.
+        path: the file to write.
+        dtype: the on-disk data type (default uint8, a mask).
+
+    Returns:
+        ``path``.
+    """
     return save(reference.with_data(np.asarray(data).astype(dtype)), path)
 
 

@@ -1,43 +1,9 @@
 """Per-lesion measures relative to the cord, after the definitions of SCT's
-``sct_analyze_lesion`` (SCT 7.4; the facts below were read from its documentation and code, the
+``sct_analyze_lesion`` (SCT 7.4; the facts were read from its documentation and code, the
 code is msseg's). Every measure is taken on the part of the lesion inside the cord mask (cord
-voxels > 0), in RPI (axis 0 R→L, axis 1 P→A, axis 2 I→S), with spacing (px, py, pz):
+voxels > 0), in RPI; the definitions are in the design notes and docs/how-to/morphometry.md.
 
-* **angles**: the cord's centerline (:func:`msseg.morphometry.centerline_slopes`, SCT's
-  ``bspline`` with smoothing 20, extended over every slice of the image) gives per axial slice z
-  the tangent t = (dx·px, dy·py, pz); ``cos3d[z]`` = pz / |t| and ``cos_sagittal[z]`` =
-  pz / |(0, dy·py, pz)| (the tilt seen on a sagittal slice);
-* ``volume_in_cord_mm3`` = voxels × px·py·pz;
-* ``length_mm`` = Σ over the lesion's axial slices of pz / cos3d[z];
-* ``width_mm`` = max over its axial slices of (AP extent in voxels) × py × cos_sagittal[z];
-* ``max_equivalent_diameter_mm`` = 2·√(a/π), a = max over slices of voxels × cos3d[z] × px·py;
-* ``max_axial_damage_ratio`` = max over slices of lesion area / cord area (Smith et al.,
-  Spinal Cord 2021, doi:10.1038/s41393-020-00561-w);
-* the **interpolated midsagittal slice** x_m (one for all lesions of a scan): the mean over
-  the axial slices z_c − 2 … z_c + 2 holding cord of the cord's R–L centre of mass, z_c the
-  rounded S–I centre of mass of the largest lesion (by volume in the cord); the lesion and the
-  cord are read on sagittal slices ⌊x_m⌋ and ⌈x_m⌉ and mixed linearly,
-  (1 − f)·S⌊x_m⌋ + f·S⌈x_m⌉ with f = x_m − ⌊x_m⌋;
-* ``midsagittal_length_mm`` = Σ over axial slices holding the mixed lesion of (mean of its
-  non-zero values) × pz / cos_sagittal[z]; ``midsagittal_width_mm`` = max over them of
-  (sum of its values) × py × cos_sagittal[z]; 0 when the lesion is not on that slice;
-* **tissue bridges** (Huber et al., Ann Neurol 2017, doi:10.1002/ana.24932): on a sagittal
-  slice and an axial slice holding lesion, the dorsal bridge is the number of cord voxels
-  behind the lesion's most posterior voxel (first lesion index − first cord index along AP,
-  at least 0), the ventral bridge the number in front of its most anterior one; on each of the
-  two midsagittal slices (a slice without the lesion at z takes the other's value), mixed
-  with f, × py × cos_sagittal[z]; ``dorsal_bridge_mm`` / ``ventral_bridge_mm`` are their
-  minima over the axial slices, ``total_bridge_mm`` their sum. A lesion on neither slice
-  (parasagittal) gets the cord's mixed AP diameter, its minimum over the lesion's axial
-  slices, as total and half of it each side (SCT's proxy, as in manual measurement);
-* ``dorsal_bridge_ratio_pct`` / ``ventral_bridge_ratio_pct`` = bridge / total × 100 (0 when
-  the total is 0).
-
-Empty rule: a lesion with no voxel in the cord has NaN for every measure here and
-``volume_in_cord_mm3`` = 0 (SCT drops it and stops on a failed assertion); without a cord mask
-these columns are absent. Where msseg differs on purpose: the analysis window z_c ± 2 is clipped
-to the image (SCT wraps a negative index to the other end), and a total bridge that cannot be
-measured gives NaN ratios (SCT: 0).
+Design notes: docs/explanation/design-notes.md#msseglesion_measures.
 """
 
 from __future__ import annotations

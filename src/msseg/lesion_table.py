@@ -1,25 +1,6 @@
 """Per-lesion table, one row per lesion, tidy (like scikit-image's ``regionprops_table``).
 
-Lesions are 26-connected components of the lesion mask, measured in the image's physical space:
-
-* ``volume_mm3``: voxel count × voxel volume;
-* ``length_si_mm``: extent along the superior-inferior axis (number of axial slices spanned ×
-  slice spacing along S-I);
-* ``max_axial_area_mm2``: largest cross-section over axial slices (voxels × in-plane area);
-* ``equivalent_diameter_mm``: diameter of the sphere of equal volume, ``(6V/π)^(1/3)``;
-* ``centroid_x_mm, centroid_y_mm, centroid_z_mm``: centroid in world (RAS+) coordinates;
-* ``slice_min, slice_max``: first and last axial slice, as indices of the input's own voxel
-  axis closest to S-I;
-* ``mean_probability``: mean soft prediction inside the lesion (NaN without probabilities);
-* ``region``: ``cord`` if at least half of the lesion lies inside the cord mask, else
-  ``peri-cord`` (NaN-free string; no cord mask: ``unknown``).
-
-With a cord mask the table also has SCT's ``sct_analyze_lesion`` measures of the lesion's part
-inside the cord (:mod:`msseg.lesion_measures`: volume in the cord, angle-corrected length and
-width, maximum equivalent diameter, maximum axial damage ratio, midsagittal length and width,
-dorsal / ventral / total tissue bridges and their ratios); ``midsagittal_slice`` is given as an
-index of the input's own voxel axis closest to R–L. A lesion wholly outside the cord has
-``volume_in_cord_mm3`` = 0 and NaN for the others.
+Design notes: docs/explanation/design-notes.md#msseglesion_table.
 """
 
 from __future__ import annotations
@@ -41,10 +22,19 @@ COLUMNS = ("lesion_id", "volume_mm3", "length_si_mm", "max_axial_area_mm2",
 def lesion_table(lesion: Image, probability: Image | None = None,
                  cord: Image | None = None, si_slices: int | None = None,
                  si_offset: int = 0) -> pd.DataFrame:
-    """The table of the module docstring. When ``lesion`` and ``cord`` are a crop of an image:
-    ``si_slices``, the image's number of axial slices (SCT smooths the centerline by the share
-    of them that hold cord), and ``si_offset``, the crop's first axial slice counted from the
-    image's most inferior one."""
+    """One row per lesion (26-connected component), measured in the image's physical space.
+
+    Args:
+        lesion: the lesion mask (voxels > 0 are lesion).
+        probability: the lesion probability map (``mean_probability``; NaN without it).
+        cord: the cord mask: ``region`` and SCT's lesion measures (:mod:`msseg.lesion_measures`).
+        si_slices: when the masks are a crop, the whole image's number of axial slices (SCT
+            smooths the centerline by the share of them that hold cord).
+        si_offset: the crop's first axial slice counted from the image's most inferior one.
+
+    Returns:
+        The table; its columns are described in docs/reference/outputs.md.
+    """
     mask = lesion.data > 0
     labels, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
     columns = [*COLUMNS, *(CORD_COLUMNS if cord is not None else ())]

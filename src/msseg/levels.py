@@ -1,27 +1,6 @@
 """Lesions per vertebral level, from a level map in the image's space.
 
-A level map is either
-
-* **dense** (SCT's ``sct_label_vertebrae`` ``*_seg_labeled``, the PAM50 ``PAM50_levels`` map):
-  voxels labelled with their vertebral (or spinal) level, 1 = C1 … 7 = C7, 8 = T1 … 19 = T12,
-  20 = L1 … 24 = L5, 25 = S1 …; each axial slice takes the most frequent level of its labelled
-  voxels (slices without one: level 0, unknown);
-* **point labels** (disc labels, ``PAM50_label_disc``, SCT's ``labels-disc``): one voxel per
-  intervertebral disc, value n at the top of vertebra n (disc 3 = C2/C3, above C3; recognised
-  by every value having at most 27 voxels). A slice below disc n, down to disc n + 1's own
-  slice, is level n (a disc's slice belongs to the vertebra above it, as in PAM50_levels);
-  above the highest disc t, level t − 1; below the lowest, that disc's level. A missing disc
-  merges its two levels into the upper one.
-  Values ≥ 50 (SCT's pontomedullary junction, conus) are not discs and are ignored.
-
-A lesion (26-connected component) gets the share of its voxels on each level: with a dense
-map, the level of each of its voxels that the map labels (the other voxels are left out, as
-SCT's ``sct_analyze_lesion -f`` does; a lesion with no labelled voxel falls back to its slices'
-levels); with point labels, the level of each voxel's axial slice. ``vert_level`` = the level
-holding most of it (ties: the superior one), ``vert_level_name``
-(C3, T5, …) and ``level_shares`` (``C3:0.70;C4:0.30``). With or without a level map the table has
-``distance_from_top_mm``: the lesion centroid's distance below the most superior slice of the
-field of view, along the S–I voxel axis.
+Design notes: docs/explanation/design-notes.md#msseglevels.
 """
 
 from __future__ import annotations
@@ -94,8 +73,19 @@ def check_same_grid(levels: Image, image: Image) -> None:
 
 
 def lesion_levels(lesion: Image, levels: Image) -> pd.DataFrame:
-    """One row per lesion (the ids of :func:`msseg.lesion_table.lesion_table`): ``vert_level``,
-    ``vert_level_name``, ``level_shares``. ``levels`` must be on the lesion mask's grid."""
+    """The vertebral level of each lesion.
+
+    Args:
+        lesion: the lesion mask (lesions: 26-connected, the ids of
+            :func:`msseg.lesion_table.lesion_table`).
+        levels: a dense level map or disc labels on the mask's grid.
+
+    Returns:
+        One row per lesion: ``vert_level``, ``vert_level_name``, ``level_shares``.
+
+    Raises:
+        MssegError: the level map is on another grid, or empty.
+    """
     check_same_grid(levels, lesion)
     per_slice = slice_levels(levels)
     labels = cc3d.connected_components(lesion.data > 0, connectivity=26)

@@ -1,27 +1,6 @@
 """New and enlarging lesions between a baseline and a follow-up scan.
 
-1. **Alignment.** With both images, the follow-up image is rigidly registered to the baseline
-   (SimpleITK: Euler 3D transform initialised on the image centres, Mattes mutual information
-   with 32 bins on 25% of the voxels, regular-step gradient descent, three resolutions shrunk
-   4, 2, 1 and smoothed 2, 1, 0 mm) and the follow-up lesion mask is resampled onto the
-   baseline grid through that transform (linear, ≥ 0.5). Without images the masks are aligned
-   by their headers (world coordinates) only.
-2. **Lesions** are 26-connected components of each mask on the baseline grid.
-3. **Status** (the rules; ``min_new_voxels`` = 3, ``enlarge`` = 0.5, ``shrink`` = 0.5 by
-   default):
-
-   * a follow-up lesion touching no baseline lesion is ``new`` if it has at least
-     ``min_new_voxels`` voxels, else ``below-size`` (listed, not counted as new);
-   * a follow-up lesion touching baseline lesions is compared with the sum of their volumes
-     V_b: ``enlarging`` if V_f ≥ (1 + enlarge) · V_b, ``shrinking`` if V_f ≤ (1 − shrink) · V_b,
-     else ``stable``;
-   * a baseline lesion touched by no follow-up lesion is ``resolved``.
-
-   A lesion that split is compared piece by piece with the whole baseline lesion, so its
-   pieces may read as shrinking; two that merged are compared with their sum.
-
-The status map on the baseline grid: 1 new, 2 enlarging, 3 stable, 4 shrinking, 5 resolved,
-6 below-size.
+Design notes: docs/explanation/design-notes.md#msseglongitudinal.
 """
 
 from __future__ import annotations

@@ -1,41 +1,7 @@
 """Cord morphometry per axial slice, after the definitions of SCT's ``sct_process_segmentation``
-(SCT 7.4; the facts below were read from its documentation and code, the code is msseg's).
+(SCT 7.4; the facts were read from its documentation and code, the code is msseg's).
 
-For a cord mask (binary or soft, any orientation; measured in RPI: axis 0 R→L, axis 1 P→A,
-axis 2 I→S), every slice between the first and the last holding cord gets:
-
-* the **centerline** slope: per slice, the mean position of the mask's non-zero voxels; x(z)
-  and y(z) fitted by a cubic smoothing spline (``scipy.interpolate.splrep``) with smoothing
-  ``s = (slices with cord / slices spanned)² · 30 · dz / 3`` (SCT's ``bspline`` with
-  ``sct_process_segmentation``'s ``-centerline-smooth 30``;
-  degree 1 with 3 slices or fewer); its derivative gives the tangent ``(dx·px, dy·py, dz)``;
-* ``angle_AP`` = atan2(tangent x, tangent z), ``angle_RL`` = atan2(tangent y, tangent z) (°);
-  with **angle correction** the slice is shrunk by cos(angle_AP) along x and cos(angle_RL)
-  along y (linear interpolation), which projects it onto the plane across the cord;
-* on that slice, normalised to [0, 1] and cropped to the cord's box (+3 voxels), resampled to
-  0.1 mm pixels (linear, ``scipy.ndimage.zoom`` with ``grid_mode``):
-
-  - ``area`` (mm²): the sum of the resampled values × 0.01 mm² (partial volume counts);
-  - the ellipse of the pixels > 0.5 with the same second moments (``skimage`` regionprops):
-    ``eccentricity``, ``solidity`` (area / convex area), ``orientation`` (°, regionprops'
-    angle between the rows axis and the major axis), ``diameter_RL`` and
-    ``diameter_AP_ellipse`` (major and minor axis, assigned by the orientation: below 45° the
-    major axis is RL);
-  - ``diameter_AP``: the slice rotated by the orientation about its centre of mass, the AP
-    profile averaged over the 3 mm (30 pixels) of RL around the rotated centre of mass, summed
-    (× 0.1 mm); ``length_posterior`` / ``length_anterior``: its parts behind / in front of
-    the centre of mass;
-* ``length`` (mm of cord in the slice): ``dz / (cos(angle_AP) · cos(angle_RL))``.
-
-Aggregated over slices (:func:`aggregate`) as SCT does without ``-perslice``: the mean and the
-standard deviation of each measure over the slices that have one, and the sum of ``length``.
-With a level map on the mask's grid (:func:`with_levels`), every slice gets ``vert_level`` (a
-dense map: the mean of the slice's labelled voxels rounded half to even, as
-``sct_process_segmentation -vertfile``; disc labels: :func:`msseg.levels.slice_levels`'s disc
-rule) and, if asked, ``spinal_level`` (:func:`msseg.levels.spinal_levels`); :func:`per_level`
-aggregates each level's slices as ``-perlevel 1`` does.
-Empty rule: a slice without cord, or a mask without any, has no row (an empty mask gives an
-empty table).
+Design notes: docs/explanation/design-notes.md#mssegmorphometry.
 """
 
 from __future__ import annotations
@@ -168,8 +134,16 @@ def _ap_profile(rotated: np.ndarray) -> tuple[float, float]:
 
 
 def cord_morphometry(mask: Image, angle_correction: bool = True) -> pd.DataFrame:
-    """One row per axial slice holding cord (RPI slice index, inferior first): the measures
-    of :data:`MEASURES`."""
+    """The cord's measures on every axial slice holding cord, as SCT computes them.
+
+    Args:
+        mask: a cord mask, binary or soft (values in [0, 1]), any orientation.
+        angle_correction: project each slice onto the plane across the cord.
+
+    Returns:
+        One row per slice (RPI index, inferior first) with the measures of :data:`MEASURES`;
+        no row for an empty mask.
+    """
     rpi = to_rpi(mask)
     data = np.asarray(rpi.data, dtype=np.float64)
     if not np.isfinite(data).all():
@@ -196,9 +170,15 @@ def cord_morphometry(mask: Image, angle_correction: bool = True) -> pd.DataFrame
 
 
 def aggregate(per_slice: pd.DataFrame) -> dict[str, float]:
-    """Over the slices of ``per_slice``: ``mean_<m>`` and ``std_<m>`` (population standard
-    deviation) of every measure, skipping slices without it, and ``sum_length``; the slice
-    range as ``slices`` ("first:last")."""
+    """Aggregate per-slice measures as ``sct_process_segmentation`` does without ``-perslice``.
+
+    Args:
+        per_slice: rows of :func:`cord_morphometry` (all slices, or those of a level).
+
+    Returns:
+        ``mean_<m>`` and ``std_<m>`` (population standard deviation) of every measure over the
+        slices that have one, ``sum_length``, and ``slices`` ("first:last").
+    """
     out: dict[str, float | str] = {}
     if len(per_slice):
         out["slices"] = f"{int(per_slice.slice.min())}:{int(per_slice.slice.max())}"
@@ -240,10 +220,18 @@ def with_levels(per_slice: pd.DataFrame, mask: Image, levels: Image,
 
 def per_level(per_slice: pd.DataFrame, by: str = "vert_level",
               only: list[int] | None = None) -> pd.DataFrame:
-    """One row per level (``by``: ``vert_level`` or ``spinal_level`` of :func:`with_levels`),
-    superior first (SCT lists them inferior first): :func:`aggregate` over its slices, with
-    ``level`` (its name). ``only``: these levels (SCT's ``-vert``; a level without a slice is
-    left out, as SCT does with a warning); default every known level."""
+    """Aggregate per level, as ``sct_process_segmentation -perlevel 1`` does.
+
+    Args:
+        per_slice: rows of :func:`with_levels`.
+        by: ``vert_level`` or ``spinal_level``.
+        only: these levels (SCT's ``-vert``; a level without a slice is left out); default
+            every known level.
+
+    Returns:
+        One row per level, superior first (SCT lists them inferior first): ``level`` (its
+        name), the level number and :func:`aggregate` over its slices.
+    """
     names = per_slice.set_index(by)[f"{by}_name"].to_dict() if len(per_slice) else {}
     present = sorted({int(v) for v in per_slice[by] if v > 0})
     rows = []

@@ -1,18 +1,6 @@
 """Synthetic axial spine chunks with known cord and lesion masks (seeded, < 1 s).
 
-The phantom is generated in SCT's RPI orientation (nibabel ``LAS``): axis 0 runs right to left,
-axis 1 posterior to anterior, axis 2 inferior to superior. Geometry, in mm:
-
-* a cord whose in-plane centre follows a smooth curved 3D centerline (sums of sinusoids),
-  elliptical cross-section with diameters ~12 mm (left-right) x 8 mm (antero-posterior);
-* a CSF ring 2-3 mm thick around it, surrounding soft tissue, air outside the body;
-* 0-17 lesions: ellipsoids elongated along the cord (length 1.5-3x their width), volumes drawn
-  log-uniformly in 3-500 mm^3, clipped to the cord, hyperintense on T2w;
-* partial volume: tissue fractions are averaged over a supersampled grid (default 2x2 in-plane,
-  5x through-plane), so thick slices blur the cord ends as real 5 mm slices do;
-* a smooth multiplicative bias field and Rician noise (magnitude of complex Gaussian noise).
-
-Masks are the voxels whose structure fraction is >= 0.5; the lesion mask is inside the cord mask.
+Design notes: docs/explanation/design-notes.md#mssegphantom.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """Statistical comparison of methods, as in the papers' results sections.
 
-Every test returns tidy rows ``test, group_a, group_b, statistic, p_value, p_adjusted, n``:
-
-* normality per group: D'Agostino-Pearson omnibus test (``scipy.stats.normaltest``; needs n ≥ 8,
-  NaN below);
-* Kruskal-Wallis H test across groups, then Dunn's pairwise test with Holm correction
-  (``scikit_posthocs.posthoc_dunn``);
-* with paired data (same cases in every file): Wilcoxon signed-rank test per pair of groups on
-  the cases they share, Holm-corrected across pairs (``statsmodels`` ``multipletests``);
-* one-way ANOVA (``scipy.stats.f_oneway``) then Tukey's HSD (``scipy.stats.tukey_hsd``).
+Design notes: docs/explanation/design-notes.md#mssegstatistics.
 """
 
 from __future__ import annotations
@@ -114,7 +106,16 @@ def anova_tukey(groups: Mapping[str, pd.Series]) -> list[dict]:
 
 
 def compare(groups: Mapping[str, pd.Series], paired: bool = False) -> pd.DataFrame:
-    """All tests above in one tidy table."""
+    """Every test between methods in one tidy table: normality, Kruskal–Wallis and Dunn
+    (Holm-corrected), one-way ANOVA and Tukey, and with ``paired`` Wilcoxon signed-rank tests.
+
+    Args:
+        groups: one series of a metric per method, indexed by case.
+        paired: the cases are the same across methods.
+
+    Returns:
+        One row per test.
+    """
     rows = normality(groups) + kruskal_dunn(groups)
     if paired:
         rows += wilcoxon_paired(groups)

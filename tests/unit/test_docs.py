@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # pages written by tools/docs_pages.py (from the code, the cards, the results' files)
 GENERATED = ("reference/cli", "reference/models", "reference/metrics.md", "results",
              "benchmarks.md", "changelog.md")
-SCORE = re.compile(r"\d\.\d{3,}")
+SCORE = re.compile(r"(?<![\w.])\d\.\d{3,}")      # 0.346, not doi:10.1038
 
 
 def docs_pages():
@@ -100,3 +100,16 @@ def test_the_metric_registry_names_the_csv_columns():
     table = markdown_table()
     assert all(f"| `{m.name}` |" in table for m in REGISTRY)
     assert all(m.formula and m.reference and m.empty for m in REGISTRY)
+
+
+def test_module_docstrings_are_short():
+    """A module's docstring is its summary (≤ 10 lines); design notes live in
+    docs/explanation/design-notes.md."""
+    import ast
+
+    long = []
+    for path in (ROOT / "src" / "msseg").rglob("*.py"):
+        doc = ast.get_docstring(ast.parse(path.read_text()), clean=False)
+        if doc and len(doc.splitlines()) > 10:
+            long.append(str(path.relative_to(ROOT)))
+    assert not long

@@ -1,15 +1,6 @@
 """Heatmap -> candidates -> optimal path -> smooth centerline, one point per axial slice.
 
-All arrays are on an RPI grid (axis 2 = inferior -> superior). A heatmap is a cord probability
-per voxel: CNN1's output (:func:`cnn_heatmap`) or, for the baseline, a blob response of the
-intensities (:func:`intensity_heatmap`). Per slice the heatmap is thresholded; each connected
-component's Euclidean distance map (in mm) gives one candidate at its deepest point, scored by
-``mean probability × min(1, depth / cord_radius_mm)``, and placed at the component's
-heat-weighted centre of mass when that lies inside it (``refine``: sub-voxel, nearer the cord's
-own centre than the deepest voxel). :func:`msseg.centerline.optimize.optimal_path` picks at
-most one candidate per slice; slices it skips are interpolated linearly between chosen ones
-(held constant beyond the ends), then the curve is smoothed along S–I with a Gaussian of
-``smoothing_mm``, raised towards one slice on thick slices (at most twice ``smoothing_mm``).
+Design notes: docs/explanation/design-notes.md#mssegcenterlinedetect.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """Global centerline optimisation along the S–I axis, solved exactly by dynamic programming.
 
-Each axial slice ``k`` (at height ``z_k`` mm) offers candidate in-plane positions ``p_kc`` (mm)
-with detection scores ``s_kc`` in [0, 1]. A path chooses at most one candidate per slice (a
-slice may be skipped: CNN1 found nothing there, or only something implausible) and costs
-
-    E = Σ_chosen (−w · s_kc)  +  λ · Σ_consecutive chosen (j, k) [‖p_k − p_j‖ − σ·Δz]₊² / Δz
-
-with Δz = z_k − z_j, chosen slices at most ``max_gap_mm`` apart (the empty path costs 0) and
-[x]₊ = max(x, 0). The cord may drift in-plane by up to σ mm per mm along S–I for free (``free_
-slope``, default 1, i.e. 45°: an oblique cord in a sagittal acquisition costs nothing, however
-far apart the sampled slices are); beyond that the penalty is quadratic, divided by the gap as
-for a Brownian path (splitting an excess D over a gap G into n steps costs n·(D/n)²/(G/n) =
-D²/G, so skipped slices neither reward nor punish a straight bridge). An isolated false
-detection far from the cord is skipped when its jump costs more than its score — the
-continuity regularisation of OptiC (Gros et al. 2018) that lets the centerline survive slices
-where CNN1 fails.
-
-Minimising E over all paths is a shortest path in a DAG: ``best[k, c] = −w s_kc + min(0,
-min_{j, c'} best[j, c'] + λ‖p_kc − p_jc'‖²/(z_k − z_j))`` in O(Z · gap · K²).
+Design notes: docs/explanation/design-notes.md#mssegcenterlineoptimize.
 """
 
 from __future__ import annotations

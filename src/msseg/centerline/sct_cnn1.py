@@ -1,18 +1,6 @@
 """SCT's CNN1 centerline detector (``sct_deepseg_sc -centerline cnn``), then msseg's path.
 
-SCT's heatmap procedure (FACTS.md §3, the same since SCT 3.2): on the RPI 0.5 × 0.5 mm × pz
-grid, x is zero-padded to a multiple of 80 and y cropped to one (anterior rows dropped; or
-padded to 80), intensities rescaled from the volume's p2–p98 to [0, 255] (clipped); slices are
-visited from the bottom: after a slice where the cord was found, one 80 × 80 block centred on
-its centre of mass (tracking), else every tile of the slice (a scan: the centre of mass of the
-largest component of > 0.5); each block ``(x − mean) / std``. After more than 10 consecutive
-scans the loop stops (``brain``: the brain section); the highest slice with a response
-(``z_max``) and the slices above it get no centerline unless it is the top slice.
-
-SCT then runs OptiC, a closed-source binary, on the distance-transformed heatmap. msseg
-replaces it with its own exact optimal path (:mod:`msseg.centerline.optimize`) through one
-candidate per component of CNN1's > 0.5 mask per slice (:func:`~msseg.centerline.detect.
-slice_candidates`); that is the documented difference from SCT's automatic centerline.
+Design notes: docs/explanation/design-notes.md#mssegcenterlinesct_cnn1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,18 @@
 """``msseg agree``: where two models agree on the lesions of the same scans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from msseg.errors import MssegError
+
+OUTPUTS = ("agreement.csv", "agreement_lesions.csv", "agreement_summary.csv", "agreement.png")
+
+DESCRIPTION = """\
+``msseg agree``: where two models agree on the lesions of the same scans.
 
     msseg agree MODEL_A MODEL_B -i INPUT… -o OUTDIR [--overlap 0] [--centerline FILE…]
                 [--threads N] [--jobs N] [--overwrite]
@@ -15,20 +29,11 @@ Agreement is not accuracy: on unlabelled real scans it says where a model agrees
 (say one validated on real patients), not which of them is right.
 """
 
-from __future__ import annotations
-
-import argparse
-import sys
-from pathlib import Path
-
-from msseg.errors import MssegError
-
-OUTPUTS = ("agreement.csv", "agreement_lesions.csv", "agreement_summary.csv", "agreement.png")
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agree", help="lesion-wise agreement of two models on the same scans",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_a", metavar="MODEL_A", help="task, model folder or model file")
     p.add_argument("model_b", metavar="MODEL_B")
     p.add_argument("-i", "--input", nargs="+", type=Path, required=True,

@@ -1,5 +1,20 @@
 """``msseg compare``: new, enlarging, stable, shrinking and resolved lesions between a baseline
 and a follow-up scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from msseg.errors import MssegError
+
+OUTPUTS = ("lesions.csv", "summary.csv", "status.nii.gz", "followup_on_baseline.nii.gz",
+           "compare.png", "rules.json")
+
+DESCRIPTION = """\
+``msseg compare``: new, enlarging, stable, shrinking and resolved lesions between a baseline
+and a follow-up scan.
 
     msseg compare -b BASELINE_LESIONS -f FOLLOWUP_LESIONS [--baseline-image B
                   --followup-image F] -o OUTDIR [--min-new-voxels 3] [--enlarge 0.5]
@@ -17,20 +32,11 @@ followup_on_baseline.nii.gz, transform.tfm (with images), rules.json and compare
 through the changes, coloured by status).
 """
 
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
-from msseg.errors import MssegError
-
-OUTPUTS = ("lesions.csv", "summary.csv", "status.nii.gz", "followup_on_baseline.nii.gz",
-           "compare.png", "rules.json")
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="new and enlarging lesions, baseline vs follow-up",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-b", "--baseline", type=Path, required=True, help="baseline lesion mask")
     p.add_argument("-f", "--followup", type=Path, required=True, help="follow-up lesion mask")
     p.add_argument("--baseline-image", type=Path)

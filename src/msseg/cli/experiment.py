@@ -1,4 +1,16 @@
 """``msseg experiment cross-dataset | preprocessing``: multi-model experiments on one engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from msseg.cli.common import print_table
+from msseg.errors import MssegError
+
+DESCRIPTION = """\
+``msseg experiment cross-dataset | preprocessing``: multi-model experiments on one engine.
 
 Both designs run on :mod:`msseg.experiments.engine`: models already trained are reused and the
 results table is appended case by case, so a killed experiment continues where it stopped.
@@ -28,21 +40,13 @@ anova_tukey.csv and ablations.csv into OUT (see msseg.experiments.cross_dataset)
 already have a model are reused, so a killed experiment resumes.
 """
 
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
-from msseg.cli.common import print_table
-from msseg.errors import MssegError
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="multi-model experiments (cross-dataset)",
-                       description=__doc__)
+                       description=DESCRIPTION)
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     c = kinds.add_parser("cross-dataset", help="train on each dataset, test on the others",
-                         description=__doc__)
+                         description=DESCRIPTION)
     c.add_argument("config", type=Path, help="base training config (YAML)")
     c.add_argument("--dataset", action="append", required=True, metavar="NAME=INDEX")
     c.add_argument("--test", action="append", default=[], metavar="NAME=INDEX",
@@ -56,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--label-consensus", choices=("none", "union", "majority", "staple"))
     c.set_defaults(run=run)
     pre = kinds.add_parser("preprocessing", help="chunks vs stitched × native vs straightened "
-                           "× 2D vs 3D (the axial-T2w paper's design)", description=__doc__,
+                           "× 2D vs 3D (the axial-T2w paper's design)", description=DESCRIPTION,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     pre.add_argument("--dataset", type=Path, required=True, help="chunk dataset index (JSON)")
     pre.add_argument("-o", "--outdir", type=Path, required=True)

@@ -1,4 +1,13 @@
 """``msseg models``: the models msseg can run, and importing your own.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = """\
+``msseg models``: the models msseg can run, and importing your own.
 
 ``msseg models import PATH [--name NAME]`` copies an msseg model folder, an nnU-Net v2 results
 folder (``…/nnUNetTrainer__nnUNetPlans__2d`` with ``plans.json``, ``dataset.json`` and
@@ -12,15 +21,10 @@ a generated model card that states its source, so that ``msseg segment NAME …`
 bundled and imported models and where the store is.
 """
 
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list models; import nnU-Net, SCT or msseg models",
-                       description=__doc__)
+                       description=DESCRIPTION)
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     imp = verbs.add_parser("import", help="copy a model folder or SCT model file into the "
                            "user's model store")

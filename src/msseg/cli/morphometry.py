@@ -2,6 +2,22 @@
 after SCT's ``sct_process_segmentation`` (same definitions and numbers:
 :mod:`msseg.morphometry`), and the lesion measures of ``sct_analyze_lesion``
 (:mod:`msseg.lesion_measures`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from msseg.cli.common import check_outputs, print_table
+from msseg.errors import MssegError
+from msseg.progress import progress
+
+DESCRIPTION = """\
+``msseg morphometry``: cord cross-sectional area and shape per axial slice and per level,
+after SCT's ``sct_process_segmentation`` (same definitions and numbers:
+:mod:`msseg.morphometry`), and the lesion measures of ``sct_analyze_lesion``
+(:mod:`msseg.lesion_measures`).
 
 ``-s`` takes cord masks (binary or soft, any orientation) or folders of them (files named like
 a cord mask: ``*_seg-manual``, ``*_label-SC_seg``…). By default one row per mask: the mean and
@@ -27,20 +43,12 @@ tissue bridges…) per lesion; lesions outside the cord are counted, and their c
 left empty. Nothing is written unless every input was read.
 """
 
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
-from msseg.cli.common import check_outputs, print_table
-from msseg.errors import MssegError
-from msseg.progress import progress
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("morphometry",
                        help="cord CSA and shape per slice and level, lesion measures (as SCT)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-s", "--seg", type=Path, nargs="+", required=True,
                    help="cord masks, or folders of them")
     p.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")

@@ -1,18 +1,4 @@
 """``msseg normalize``: intensity normalisation of a NIfTI image, as a model would see it.
-
-Methods (:mod:`msseg.preprocess.intensity`), all computed inside the brain mask (``--mask``, by
-default the non-zero voxels; voxels outside keep their value, so a zero background stays zero):
-
-* ``quantile``: the image's 0..100th percentiles mapped piecewise-linearly onto a template
-  quantile function — the mean quantile function of a model's training images, stored in the
-  model's ``plan.json`` (``--model``), or a JSON list of 101 values (``--template``); by default
-  the template of brain FLAIR that msseg ships (``msseg/preprocess/
-  brain_flair_quantile_template.json``: the training images of the first bundled
-  ``brain_lesion_flair``, 3D-MR-MS patient 07);
-* ``nyul``: Nyúl & Udupa standardisation onto a model's learnt landmarks (``--model``);
-* ``zscore``: (x − mean) / std; ``minmax``: linear onto [0, 1].
-
-The output has the input's grid and header, float32.
 """
 
 from __future__ import annotations
@@ -32,10 +18,28 @@ METHODS = ("quantile", "zscore", "minmax", "nyul")
 DEFAULT_MODEL = {"nyul": "sc_2stage"}
 DEFAULT_TEMPLATE = Path(__file__).parents[1] / "preprocess" / "brain_flair_quantile_template.json"
 
+DESCRIPTION = """\
+``msseg normalize``: intensity normalisation of a NIfTI image, as a model would see it.
+
+Methods (:mod:`msseg.preprocess.intensity`), all computed inside the brain mask (``--mask``, by
+default the non-zero voxels; voxels outside keep their value, so a zero background stays zero):
+
+* ``quantile``: the image's 0..100th percentiles mapped piecewise-linearly onto a template
+  quantile function — the mean quantile function of a model's training images, stored in the
+  model's ``plan.json`` (``--model``), or a JSON list of 101 values (``--template``); by default
+  the template of brain FLAIR that msseg ships (``msseg/preprocess/
+  brain_flair_quantile_template.json``: the training images of the first bundled
+  ``brain_lesion_flair``, 3D-MR-MS patient 07);
+* ``nyul``: Nyúl & Udupa standardisation onto a model's learnt landmarks (``--model``);
+* ``zscore``: (x − mean) / std; ``minmax``: linear onto [0, 1].
+
+The output has the input's grid and header, float32.
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("normalize", help="intensity normalisation (quantile, Nyúl, ...)",
-                       description=__doc__)
+                       description=DESCRIPTION)
     p.add_argument("-i", "--input", type=Path, required=True)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--method", choices=METHODS, default="quantile")

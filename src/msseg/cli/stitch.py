@@ -1,16 +1,4 @@
 """``msseg stitch``: chunk acquisitions (cervical / thoracic / lumbar) into one whole-spine image.
-
-    msseg stitch CHUNK CHUNK [CHUNK…] -o OUT.nii.gz [--labels LABEL…] [--min-spacing MM]
-    msseg stitch BIDS_OR_FOLDER -o OUTDIR
-
-The published algorithm (Graf et al.; no registration): the smallest box holding every chunk's
-corners over the chunks' rotations, the finest spacing per axis, each chunk resampled onto it
-(cubic, or ``--interp linear``) and ramp-blended in overlaps (:mod:`msseg.preprocess.stitch`).
-Label maps (``--labels``: masks named after their chunk, e.g. ``X_chunk-1_T2w_label-SC_seg``)
-are stitched with the same geometry by per-label majority, written as ``OUT`` + the same suffix.
-A folder is searched for ``_chunk-N`` images (BIDS or plain), grouped per subject / session,
-and each group's image and masks are written to OUTDIR under BIDS-derivative names without the
-chunk entity (``sub-X/[ses-Y/]anat/sub-X_[ses-Y_]T2w.nii.gz``, ``…_label-SC_seg.nii.gz``…).
 """
 
 from __future__ import annotations
@@ -29,10 +17,27 @@ from msseg.progress import progress
 INTERP = {"cubic": 3, "linear": 1}
 CHUNK = re.compile(r"_chunk-[A-Za-z0-9]+")
 
+DESCRIPTION = """\
+``msseg stitch``: chunk acquisitions (cervical / thoracic / lumbar) into one whole-spine image.
+
+    msseg stitch CHUNK CHUNK [CHUNK…] -o OUT.nii.gz [--labels LABEL…] [--min-spacing MM]
+    msseg stitch BIDS_OR_FOLDER -o OUTDIR
+
+The published algorithm (Graf et al.; no registration): the smallest box holding every chunk's
+corners over the chunks' rotations, the finest spacing per axis, each chunk resampled onto it
+(cubic, or ``--interp linear``) and ramp-blended in overlaps (:mod:`msseg.preprocess.stitch`).
+Label maps (``--labels``: masks named after their chunk, e.g. ``X_chunk-1_T2w_label-SC_seg``)
+are stitched with the same geometry by per-label majority, written as ``OUT`` + the same suffix.
+A folder is searched for ``_chunk-N`` images (BIDS or plain), grouped per subject / session,
+and each group's image and masks are written to OUTDIR under BIDS-derivative names without the
+chunk entity (``sub-X/[ses-Y/]anat/sub-X_[ses-Y_]T2w.nii.gz``, ``…_label-SC_seg.nii.gz``…).
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stitch", help="stitch chunk acquisitions into one image",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="chunk images, or one folder")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output image (chunks) or folder (folder input)")

@@ -1,17 +1,4 @@
 """``msseg straighten``: straighten the spinal cord along its centerline, with both warps.
-
-    msseg straighten -i IMAGE [-s CORD_MASK] -o OUTDIR [--xy-size-mm 35] [--spacing MM]
-
-The centerline is the cord mask's centre of mass per axial slice (``-s``) or, without a mask,
-msseg's stage-1 centerline; a smoothing spline is fitted to it, and each straightened slice is
-the plane orthogonal to the curve at its arc length, in a rotation-minimising frame
-(:mod:`msseg.preprocess.straighten`). Writes to OUTDIR, as ``sct_straighten_spinalcord`` does:
-``X_straight.nii.gz``, ``warp_curve2straight.nii.gz`` and ``warp_straight2curve.nii.gz``
-(ITK/ANTs displacement fields: 5D, vector intent, mm, LPS — usable by ``antsApplyTransforms``,
-``sct_apply_transfo`` and ``msseg warp``), ``straight_ref.nii.gz`` (the straight grid), with
-``-s`` the straightened mask ``<mask>_straight.nii.gz``, and ``X_straightening.json`` with the
-accuracy SCT reports: the maximum and RMS in-plane distance (mm) of the straightened
-centerline from the straight line.
 """
 
 from __future__ import annotations
@@ -28,10 +15,28 @@ SMOOTHING_MM = 5.0    # msseg.preprocess.straighten.SMOOTHING_MM
 
 INTERP = {"linear": 1, "cubic": 3, "nearest": 0}
 
+DESCRIPTION = """\
+``msseg straighten``: straighten the spinal cord along its centerline, with both warps.
+
+    msseg straighten -i IMAGE [-s CORD_MASK] -o OUTDIR [--xy-size-mm 35] [--spacing MM]
+
+The centerline is the cord mask's centre of mass per axial slice (``-s``) or, without a mask,
+msseg's stage-1 centerline; a smoothing spline is fitted to it, and each straightened slice is
+the plane orthogonal to the curve at its arc length, in a rotation-minimising frame
+(:mod:`msseg.preprocess.straighten`). Writes to OUTDIR, as ``sct_straighten_spinalcord`` does:
+``X_straight.nii.gz``, ``warp_curve2straight.nii.gz`` and ``warp_straight2curve.nii.gz``
+(ITK/ANTs displacement fields: 5D, vector intent, mm, LPS — usable by ``antsApplyTransforms``,
+``sct_apply_transfo`` and ``msseg warp``), ``straight_ref.nii.gz`` (the straight grid), with
+``-s`` the straightened mask ``<mask>_straight.nii.gz``, and ``X_straightening.json`` with the
+accuracy SCT reports: the maximum and RMS in-plane distance (mm) of the straightened
+centerline from the straight line.
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("straighten", help="straighten the cord (with ITK warping fields)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-i", "--input", type=Path, required=True)
     p.add_argument("-s", "--cord", type=Path, help="cord mask (default: msseg's centerline)")
     p.add_argument("-o", "--outdir", type=Path, required=True)

@@ -1,22 +1,6 @@
 """Index a BIDS tree or a plain folder of images with cord and lesion masks.
 
-A record per image: the image path, its cord and lesion masks (or None), contrast, orientation,
-spacing, shape, patient, session, site and chunk. Masks are found
-
-* in BIDS derivatives (``derivatives/<pipeline>/sub-*/[ses-*/]anat/``) or beside the image, named
-  ``<image stem><suffix>.nii.gz`` with a cord suffix from :data:`msseg.bids.CORD_SUFFIXES` or a
-  lesion suffix from :data:`msseg.bids.LESION_SUFFIXES`;
-* any NIfTI whose name ends with one of those suffixes is a mask, never an image;
-* ``msseg segment --bids-derivatives`` outputs (``…_label-SC_desc-T2w_mask``,
-  :mod:`msseg.bids`) count as their older equivalent (``…_T2w_label-SC_seg``), after any
-  other mask of the image: a manual label wins over msseg's own prediction.
-
-Contrast comes from the BIDS suffix (``_T2w``, ``_T2starw``…) or, for plain names, from
-:data:`msseg.bids.PLAIN_CONTRASTS` (``t2`` -> T2w, ``gre`` -> T2starw…). The patient is the BIDS
-``sub`` entity, else the image's folder, skipping folders named like a contrast or
-``anat`` (``errsm_11/t2/t2.nii.gz`` -> ``errsm_11``), else the file stem. The site is
-the ``site`` (or ``institution``) column of ``participants.tsv``, else the letters of the
-subject label (``sub-unf01`` -> ``unf``), else the top folder.
+Design notes: docs/explanation/design-notes.md#mssegdataindex.
 """
 
 from __future__ import annotations

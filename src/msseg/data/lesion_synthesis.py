@@ -1,48 +1,6 @@
 """Synthetic MS lesions inserted into real spinal cord scans.
 
-No public spinal cord MRI with real lesion masks exists, so lesion models are trained on real
-cord images into which lesions are synthesised. Parameters (defaults of :class:`LesionPrior`)
-follow the lesion statistics of the axial-T2w and multi-contrast spinal cord MS papers as
-summarised in this project's issue: most lesions 10-100 mm³ with a tail to ~400 mm³, 0-17 per
-scan with a mean of about 3, ~18% of scans lesion-free, lesions elongated along the cord.
-
-* count: 0 with probability 0.18, else 1 + Poisson(2.66), capped at 17 (mean ≈ 3 overall);
-* volume: log-normal with median 35 mm³ and σ = 0.8 (95% within ~10-130 mm³), clipped to 3-400;
-* shape: ellipsoid 1.5-3x longer along the local cord direction (from the cord centerline)
-  than wide, centred on a random cord voxel, then intersected with the cord mask;
-* partial volume: the lesion fraction of each voxel is computed on a supersampled grid at the
-  scan's own voxel size, so thick slices blur lesions as real acquisitions do;
-* intensity: ``new = old + f · (c − 1) · I_cord`` where ``f`` is the lesion fraction, ``I_cord``
-  the median cord intensity of the surrounding slices and ``c`` the lesion / cord intensity
-  ratio drawn from ``contrast_range``: above 1 (hyperintense) or below 1 (hypointense) as the
-  contrast shows MS lesions (:data:`LESION_APPEARANCE`, :func:`prior_for_contrast`). Adding to
-  the real voxel keeps the scan's own noise texture, so noise is matched to the image; voxels
-  with f = 0 are unchanged.
-
-Calibrated options (defaults keep the draws and images above exactly; the calibrated prior,
-:data:`CALIBRATED`, matches what ``recipes/lesion_calibration`` measured of the real lesions
-that SCT's released real-data model marks on the MS patient ``t2_ms``):
-
-* ``placement="white-matter"``: with probability ``white_matter_share`` the centre is drawn in
-  the cord's outer part (``r`` in [0.45, 0.9], where ``r = 1 − depth / max depth`` on the axial
-  slice: 0 at the slice's deepest point, 1 on the cord's edge; the grey matter's bulk lies
-  inside ``r`` = 0.45), in the dorsal, lateral or ventral column (``column_weights``: the
-  angle from the slice's centre within 35° of posterior, within 35° of anterior, or between),
-  otherwise anywhere in the cord. MS cord lesions sit mostly in the lateral and dorsal
-  columns (Kearney et al., Nat Rev Neurol 2015; Eden et al., Brain 2019); the shares are this
-  project's choice, not published values;
-* ``contrast_reference="white-matter"``: ``I_cord`` is the median of the slice's outer part
-  (``r`` in [0.45, 0.9]) instead of the whole cord's, so ``c`` is the lesion / white matter
-  ratio;
-* ``profile_edge`` = e: the painted increment falls from the lesion's centre to its surface as
-  ``1 − e·ρ²`` (``ρ``: the normalised ellipsoid radius), so ``c`` is the lesion's peak ratio and
-  its rim is fainter, as real lesions' edges are (0: a plateau, as before);
-* :func:`thick_slices` averages groups of axial slices (a thick-slice acquisition) of an image
-  and its lesion fraction, so that lesions are partial-volumed as on 5–7.5 mm axial scans.
-
-The lesion mask is ``f ≥ 0.5`` (restricted to the cord mask). A drawn lesion too small to
-cover half of any voxel at this resolution is not painted at all, so the image never holds a
-hyperintensity that the mask does not label.
+Design notes: docs/explanation/design-notes.md#mssegdatalesion_synthesis.
 """
 
 from __future__ import annotations

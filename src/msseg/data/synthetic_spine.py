@@ -1,18 +1,6 @@
 """Domain-randomised synthetic spines from the PAM50 template label maps.
 
-Models should learn the cord's shape, not one scanner's contrast. Each sample takes a random
-cranio-caudal window of the PAM50 maps (0.5 mm isotropic: cord = white + grey matter, CSF,
-vertebrae, discs), gives every tissue a random intensity, adds low-frequency texture, bends the
-cord along a random smooth in-plane displacement, applies a bias field and Rician noise, then
-resamples to a random clinical voxel size (0.3-0.9 mm in-plane, 2-7 mm slices) with a slice
-profile (Gaussian blur of FWHM = slice thickness along S-I before sampling). Lesions are then
-synthesised into the result with :func:`msseg.data.lesion_synthesis.synthesize_lesions`.
-
-Contrasts absent from the shared data (PSIR, STIR, MP2RAGE UNIT1) are made the same way with
-each tissue's intensity drawn around the contrast's own ordering (:data:`CONTRAST_TISSUES`,
-:func:`contrast_config`) instead of at random, at the contrast's typical voxel size (PSIR and STIR
-sagittal, about 0.7 × 0.7 mm in-plane and 3 mm thick along L-R; UNIT1 about 1 mm isotropic), and
-with that contrast's lesion appearance (:func:`msseg.data.lesion_synthesis.prior_for_contrast`).
+Design notes: docs/explanation/design-notes.md#mssegdatasynthetic_spine.
 """
 
 from __future__ import annotations

@@ -1,33 +1,6 @@
 """Semi-synthetic whole-spine sessions acquired in chunks, with lesions, from the PAM50 maps.
 
-No public whole-spine chunked MRI with lesion masks exists, so the axial-T2w paper's experiment
-(chunks vs stitched, native vs straightened) is demonstrated on data this module makes:
-
-1. **A whole spine** (:func:`whole_spine`): the PAM50 label maps over their full cranio-caudal
-   extent (C1 to the conus, 0.5 mm isotropic; cord = white + grey matter, CSF, vertebrae,
-   discs) bent in the sagittal plane with the spine's curvature — cervical lordosis (the cord
-   displaced anteriorly, most at C4–C5), thoracic kyphosis (posteriorly, most at T6–T7), the
-   start of the lumbar lordosis at the conus — plus a little random bending; each tissue gets
-   the site's intensity (:class:`Site`, ±15%), texture and a bias field, without noise.
-2. **Lesions** placed region by region with :func:`~msseg.data.lesion_synthesis.
-   synthesize_lesions` at exactly the configured counts (:attr:`WholeSpineConfig.lesions`,
-   more in the cervical cord by default, as MS lesions of the cord are), each lesion a separate
-   connected component, in the site's lesion contrast; a table gives every lesion's region,
-   volume and centroid.
-3. **Chunks** (:func:`cut_chunks`): three overlapping axial acquisitions (chunk 1 cervical, 2
-   thoracic, 3 lumbar, cranial first) at the site's voxel size (anisotropic: 0.3–0.8 mm
-   in-plane, 3–7 mm slices, with the slice profile of the thickness) and field of view, each
-   seen through a small rigid motion of the patient between chunks (its header does not know
-   it), with Rician noise at the acquired resolution. Masks follow the same geometry: the cord
-   and the lesions where they fill at least half of the acquired voxel.
-
-:func:`write_session` writes a session in BIDS (``sub-<site><n>/ses-01/anat/…_chunk-K_T2w``,
-masks in ``derivatives/labels`` as ``…_label-SC_seg`` / ``…_label-lesion_seg``, the lesion
-table as ``…_lesions.tsv``), ready for ``msseg dataset scan`` and ``msseg stitch``.
-
-What it cannot show: the sites are this project's choice of contrast, noise and resolution,
-not scanners; the anatomy is one template's, bent; the lesions are synthesised, not MS lesions.
-The field of view is limited to the PAM50 maps' 70 mm around the cord.
+Design notes: docs/explanation/design-notes.md#mssegdatawhole_spine.
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
 """Lesion-wise agreement of two lesion masks of the same scan, where neither is the truth.
 
-For unlabelled real cohorts, agreement with a validated model is the only evidence there is;
-it says where two models agree, not which one is right. Lesions are 26-connected components
-(as in msseg's lesion tables). With ``overlap`` = θ:
-
-* a lesion ``l`` of A is *found by B* iff ``|l ∩ B| ≥ 1`` and ``|l ∩ B| / |l| ≥ θ`` (θ = 0:
-  touching is enough), and the same way round for B's lesions;
-* ``dice`` = ``2|A ∩ B| / (|A| + |B|)`` over voxels (empty rule: both empty -> 1.0);
-* a lesion is *outside the cord* when less than half of its voxels lie in the cord mask (the
-  rule of the lesion tables' ``region``); without a cord mask these counts are NaN.
-
-Per scan: ``n_a``, ``n_b``, ``found_a`` (A's lesions found by B), ``found_b``, ``volume_a_mm3``,
-``volume_b_mm3``, ``intersection_mm3``, ``dice``, ``outside_cord_a``, ``outside_cord_b``.
-:func:`pool` sums a cohort: shares of each model's lesions found by the other (NaN when that
-model marked none), pooled Dice ``2Σ|A∩B| / Σ(|A|+|B|)``.
+Design notes: docs/explanation/design-notes.md#mssegevaluationagreement.
 """
 
 from __future__ import annotations

@@ -56,6 +56,17 @@ STRUCTURES = tuple(STRUCTURE_SUFFIXES)
 
 @dataclass(frozen=True)
 class EvalOptions:
+    """The settings of ``msseg evaluate`` (its options of the same names).
+
+    Attributes:
+        overlap: θ, the share of a reference lesion a prediction must overlap.
+        nsd_tolerance_mm: τ of the normalised surface distance.
+        connectivity: 6, 18 or 26, for lesions as connected components.
+        matching: ``published`` (the papers' fork of MetricsReloaded) or ``symmetric``.
+        label: score voxels equal to this value of a label map (None: > 0).
+        size_bins_mm3: edges of the lesion-volume bins of the detection rates.
+    """
+
     overlap: float = 0.1
     nsd_tolerance_mm: float = 1.0
     connectivity: int = 6
@@ -86,7 +97,19 @@ def case_id(path: str | os.PathLike) -> str:
 def evaluate_masks(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
                    options: EvalOptions = EvalOptions(),
                    slice_chunk: np.ndarray | None = None) -> tuple[dict, list[dict]]:
-    """All metrics for one pair of boolean masks; returns (metrics, per-lesion rows)."""
+    """Every metric of :data:`msseg.evaluation.metrics.REGISTRY` for one pair of masks.
+
+    Args:
+        pred: the predicted mask (boolean, any shape).
+        ref: the reference mask (same shape).
+        spacing: voxel size in mm per axis.
+        options: lesion overlap θ, NSD tolerance, connectivity, matching rule.
+        slice_chunk: per slice of the last axis, the chunk it came from (stacked chunks).
+
+    Returns:
+        The metrics (a dict in the registry's order) and one row per lesion (reference and
+        predicted).
+    """
     pred = np.asarray(pred, dtype=bool)
     ref = np.asarray(ref, dtype=bool)
     voxel_mm3 = float(np.prod(spacing))
@@ -169,11 +192,21 @@ def check_same_grid(pred: Image, ref: Image, pred_path: Path, ref_path: Path) ->
 
 def find_pairs(pred: str | os.PathLike, ref: str | os.PathLike,
                structure: str = "lesion") -> list[CasePair]:
-    """Pair prediction and reference files (two files, or two folders matched by case id).
+    """Pair prediction and reference files: two files, or two folders matched by case id.
 
-    In a folder that holds masks of both structures for a case (``msseg segment``'s output:
-    ``X_label-SC_seg`` and ``X_label-lesion_seg``), ``structure`` (``lesion`` or ``cord``)
-    picks one; soft maps (``*_probseg``) are never scored."""
+    Args:
+        pred: a predicted mask, or a folder of them.
+        ref: a reference mask, or a folder of them.
+        structure: ``lesion`` or ``cord``: which mask of a case to take from a folder that
+            holds both (``msseg segment``'s output); soft maps (``*_probseg``) are never
+            scored.
+
+    Returns:
+        One pair per case.
+
+    Raises:
+        MssegError: a path is missing, a file meets a folder, or no case pairs up.
+    """
     if structure not in STRUCTURES:
         raise MssegError(f"--structure {structure!r}: choose one of {', '.join(STRUCTURES)}")
     pred, ref = Path(pred), Path(ref)
@@ -241,7 +274,17 @@ class EvalResult:
 def evaluate_pairs(pairs: Sequence[CasePair], options: EvalOptions = EvalOptions(),
                    stack_by_patient: bool = False,
                    wrap: Callable[[Iterable], Iterable] = lambda it: it) -> EvalResult:
-    """Evaluate every case (or every patient's chunk stack); ``wrap`` may add a progress bar."""
+    """Evaluate every case, or every patient's stack of chunks.
+
+    Args:
+        pairs: from :func:`find_pairs`.
+        options: the metrics' settings.
+        stack_by_patient: stack each patient's chunks before scoring (one row per patient).
+        wrap: wraps the iteration (a progress bar).
+
+    Returns:
+        The per-case metrics and per-lesion rows.
+    """
     groups = _group_by_patient(pairs) if stack_by_patient else [(p.case, [p]) for p in pairs]
     case_rows, lesion_rows = [], []
     for case, members in wrap(groups):
@@ -284,7 +327,16 @@ def _evaluate_group(members: list[CasePair], options: EvalOptions, stacked: bool
 # ------------------------------------------------------------------------------------ summary
 
 def summarize(result: EvalResult, options: EvalOptions = EvalOptions()) -> pd.DataFrame:
-    """Cohort table: mean, sd, median, n per metric; volume-wise specificity; detection rates."""
+    """The cohort table of an evaluation.
+
+    Args:
+        result: from :func:`evaluate_pairs`.
+        options: the size bins of the detection rates.
+
+    Returns:
+        Per metric: mean, standard deviation, median and n; then volume-wise specificity and the
+        detection rate per lesion-size bin.
+    """
     rows = []
     for col in METRIC_COLUMNS:
         values = pd.to_numeric(result.metrics[col], errors="coerce").dropna()

@@ -1,28 +1,6 @@
 """Lesion-wise detection metrics with the matching rules of the published papers.
 
-Lesions are connected components of a binary mask (``connectivity`` 6, 18 or 26; 6 is scipy's
-default structure and the papers' choice), labelled with connected-components-3d.
-
-Matching rules (θ = ``overlap``):
-
-``published`` (default) — the ivadomed fork of MetricsReloaded used by the axial-T2w and
-multi-contrast spinal cord MS papers:
-  * a reference lesion ``r`` is a true positive iff ``|r ∩ P| / |r| ≥ θ`` (θ = 0.1 there; 0.25
-    reproduces Gros et al. 2019), otherwise a false negative;
-  * a predicted component ``p`` is a false positive iff ``|p ∩ R| = 0``.
-  * ``PPV = TP / (TP + FP)``, ``sensitivity = TP / (TP + FN)``, ``F1 = 2TP / (2TP + FP + FN)``
-    where TP counts reference lesions.
-  * Empty rules: both empty -> PPV = sensitivity = F1 = 1; reference empty, prediction not ->
-    PPV 0, F1 0, sensitivity 1; prediction empty, reference not -> all 0. When every predicted
-    component touches R but no reference lesion reaches θ (TP + FP = 0), PPV = 1.0 exactly as
-    the fork computes it (found by running its test suite; sensitivity and F1 are then 0).
-
-``symmetric`` — stricter: a predicted component is a true positive iff ``|p ∩ R| / |p| ≥ θ``
-(a sliver touching a lesion does not count), a reference lesion iff ``|r ∩ P| / |r| ≥ θ``.
-  * ``PPV = TP_pred / n_pred``, ``sensitivity = TP_ref / n_ref``, ``F1`` = their harmonic mean.
-  * Empty rules: sensitivity NaN when the reference is empty, PPV NaN when the prediction is
-    empty; F1 = 1 when both are empty, 0 when exactly one is. The case above (every predicted
-    component only touching R) gives PPV 0 here: no component is a true positive.
+Design notes: docs/explanation/design-notes.md#mssegevaluationlesion_matching.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
 """Stacking of chunk acquisitions per patient (Algorithm 1 of the axial-T2w paper, improved).
 
-Whole-spine axial protocols are acquired in chunks (``..._chunk-1`` cervical, ``_chunk-2``, … in
-cranio-caudal order, BIDS entity ``chunk``). Scoring chunk by chunk counts a lesion cut by a
-chunk border twice and makes recall per chunk, not per patient. Stacking puts the chunks of a
-patient into one volume before metrics are computed. Unlike the published script this one
-
-* keeps physical voxel sizes (the published script saved the stack with an identity affine, so
-  its distances were in voxels): every chunk is brought to RPI and, when needed, resampled
-  (nearest neighbour) onto the in-plane grid and slice thickness of the first chunk;
-* keeps chunks apart: one empty slice separates consecutive chunks, so no connected component
-  spans two chunks (chunks are separate acquisitions, possibly overlapping in anatomy).
+Design notes: docs/explanation/design-notes.md#mssegevaluationstacking.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """Voxel-wise overlap, volume and surface-distance metrics (MetricsReloaded definitions).
 
-Inputs are boolean arrays of equal shape; ``spacing`` is the voxel size in mm per axis.
-Surfaces are defined as in MetricsReloaded (``MorphologyOps.border_map``): the mask minus its
-erosion by scipy's default structuring element (6-connectivity in 3D), voxels on the image edge
-included. Distances are Euclidean in mm from each surface voxel to the nearest surface voxel of
-the other mask. MetricsReloaded and MONAI get them from a distance transform of the whole grid
-(``scipy.ndimage.distance_transform_edt(~surface, sampling=spacing)``); here a k-d tree of the
-other surface's voxel centres (in mm) is queried instead, which gives the same exact Euclidean
-distances while touching only surface voxels.
-
-Speed: surfaces are extracted inside the bounding box of ``P ∪ R`` plus one voxel, which
-changes no value (both surfaces lie inside that box and the erosion treats outside voxels as
-background either way).
+Design notes: docs/explanation/design-notes.md#mssegevaluationvoxel.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """Tables, statistics and plots of the preprocessing design (the axial-T2w paper's results).
 
-From the tidy results (one row per session × model × reference) and the per-lesion rows:
-
-* ``table.csv`` / ``table.md``: mean ± sd per model (variant × dims) and reference of lesion
-  Dice, NSD, lesion PPV, lesion F1 and |n_ref − n_pred|, as the paper's table, and cord Dice
-  (the region-based models' other output);
-* ``statistics.csv``: per metric, on the stacked-chunk references (the same cases for every
-  model): D'Agostino–Pearson per model, Kruskal–Wallis over the models then Dunn with Holm, and
-  Wilcoxon signed-rank 2D vs 3D per variant on the sessions both scored (Holm across variants);
-* ``raincloud_<metric>.png``: one raincloud per metric, a cloud per model;
-* detection (the paper's figures 7–8): ``detection_by_chunk.csv`` and
-  ``detection_by_volume.csv`` (share of reference lesions detected per model, by chunk:
-  1 cervical, 2 thoracic, 3 lumbar, and by reference-lesion volume bin), ``lesion_counts.csv``
-  (reference lesions per session and chunk), and ``detection.png`` with the three;
-* with test sites, ``generalisation.csv``: per test site and model (each variant's fold
-  ensemble, the baseline) the mean metrics on the same sessions (the paper's table 2).
-
-Everything but the last is computed on the cross-validation rows (each fold model on its own
-fold's sessions).
+Design notes: docs/explanation/design-notes.md#mssegexperimentsanalysis.
 """
 
 from __future__ import annotations

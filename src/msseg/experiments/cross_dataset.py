@@ -1,22 +1,6 @@
 """Cross-dataset generalisation (Badea & Popa): train on each dataset, test on every other.
 
-For a base training config and named datasets (msseg dataset indexes), each *training set* —
-every dataset alone and, with ``combine``, the union of all but one — gets a model trained by
-the one training engine (patient-level 80/20 split of the training set for model selection).
-Each model is tested with `msseg segment`'s pipeline on every image with a lesion mask of every
-other dataset (the first ``max_test_images`` of each, for a CPU budget), on its own
-validation images (the diagonal), and on every *test-only* dataset (``test_only``: never
-trained on, e.g. an unseen real patient and intensity-shifted versions of it). Per image:
-lesion Dice and IoU (both 1 when prediction and reference are empty, as MetricsReloaded).
-
-A design of the experiment engine (:mod:`msseg.experiments.engine`: resumable, one tidy table).
-Outputs in OUT: ``per_image.csv`` (model, case, variant, train, test, image, dice, iou; one row
-per test image × model), ``dice_matrix.csv``
-and ``iou_matrix.csv`` (rows: training set, columns: test set, means), ``matrix.png`` (both as
-heatmaps), ``anova_tukey.csv`` (one-way ANOVA + Tukey HSD comparing training sets on their
-out-of-dataset per-image Dice), and, for each ablation ``KEY=a,b,…``, the matrix again with
-KEY = b, … and ``ablations.csv``: paired Wilcoxon signed-rank tests over the same
-(train, test, image) cells, value a against each other value.
+Design notes: docs/explanation/design-notes.md#mssegexperimentscross_dataset.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """One experiment engine for every design (``msseg experiment cross-dataset | preprocessing``).
 
-A *design* says which models to train (:class:`Run`: a name and a frozen training config) and,
-for each, which test cases to score and how (:meth:`Design.score`: rows of the tidy results
-table, one per test case × model, and optionally per-lesion rows); then it summarises the
-table (matrices, statistics, plots). The engine does the rest, the same way for every design:
-
-* **resumable**: a run whose packaged model exists is not trained again (a killed training
-  resumes from its last checkpoint: :func:`msseg.training.loop.train` with ``resume``), and
-  the results table is appended one test case at a time and flushed, so a killed experiment
-  continues with the first case not yet scored;
-* one tidy table per design (``design.table``), plus ``lesions.csv`` when the design gives
-  per-lesion rows, then ``design.summarize``.
+Design notes: docs/explanation/design-notes.md#mssegexperimentsengine.
 """
 
 from __future__ import annotations

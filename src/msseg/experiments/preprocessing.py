@@ -1,39 +1,7 @@
 """The axial-T2w paper's preprocessing design: chunks vs stitched × native vs straightened × 2D
 vs 3D, scored in native space on chunks stacked per patient.
 
-A design of the experiment engine (:mod:`msseg.experiments.engine`). From a dataset index of
-chunk acquisitions (``_chunk-N`` images of sessions, with cord and lesion masks; patient-level
-folds), four versions of the data:
-
-* ``chunks-native``: the chunks as acquired;
-* ``stitched-native``: every session's chunks stitched into one whole-spine image, masks with
-  it (:func:`msseg.preprocess.stitch.stitch`; each session built once under
-  ``OUT/variants/stitched`` and reused by every model and every later run);
-* ``chunks-straightened`` / ``stitched-straightened``: the same, the models trained in
-  straightened space (training config ``frame: straightened``: each image straightened along
-  its cord mask's centerline) and run through :class:`~msseg.inference.straight.
-  StraightSegmenter` (straightened along the stage-1 centerline, probabilities brought back by
-  the inverse mapping).
-
-Each variant × dims (2D; 3D with the planner's hybrid kernels) × fold is one model: the same
-frozen base config, only the dataset, ``dims``, ``frame`` and validation fold differ; each is
-tested on its fold's sessions (cross-validation at patient level) at the end of its budget
-(``checkpoint_last``: the test fold chooses no epoch). Every prediction comes back to native
-space before scoring:
-
-* chunk variants: each chunk is segmented on its own grid; the session's chunks are stacked
-  (:func:`~msseg.evaluation.stacking.stack_chunks`) against the stacked chunk references
-  (``reference = chunks``);
-* stitched variants: the stitched image is segmented; scored against the stitched reference as
-  published (``reference = stitched``) and, resampled onto every chunk's grid (linear, ≥ 0.5),
-  against the stacked chunk references (``reference = chunks``) — there a lesion in an overlap
-  is seen by two chunks and, chunks being stacked apart, counts once per chunk that holds it,
-  for the prediction as for the reference, as for the chunk variants.
-
-Results (one row per session × model × reference): lesion Dice, NSD, lesion PPV /
-sensitivity / F1 (published matching, θ = 0.1), lesion counts and |n_ref − n_pred|, cord Dice;
-``lesions.csv``: every reference and predicted lesion with its volume, chunk and whether it
-was detected.
+Design notes: docs/explanation/design-notes.md#mssegexperimentspreprocessing.
 """
 
 from __future__ import annotations

@@ -1,18 +1,6 @@
 """Batches of scans: one at a time, in local processes (``jobs``) or on a Dask cluster.
 
-For input ``X.nii.gz`` the outputs are ``X_label-SC_seg.nii.gz`` (cord),
-``X_label-lesion_seg.nii.gz``, ``X_label-<name>_seg.nii.gz`` for any other label of the model,
-(with ``soft``) ``X_label-lesion_probseg.nii.gz`` (the cord's for a model without lesions) and
-``X_lesions.csv``, written atomically. Each scan has a record in ``OUTDIR/.msseg/``
-(:mod:`msseg.inference.records`): a scan done with the same model and options is skipped with
-its recorded summary row, so a killed batch resumes without losing anything; a failing scan is
-recorded in ``summary.csv`` with its error and does not stop the batch, nor does a worker
-process killed from outside.
-
-With ``layout = "bids"`` the outputs go to ``OUTDIR/<subdir>`` (``sub-X/[ses-Y/]anat``) with
-BIDS derivative names (:mod:`msseg.bids`) and a JSON sidecar per map. Lesion tables gain
-``distance_from_top_mm`` and ``chunk`` (from ``_chunk-N``, else empty), and with a level map
-(``levels``) ``vert_level``, ``vert_level_name`` and ``level_shares`` (:mod:`msseg.levels`).
+Design notes: docs/explanation/design-notes.md#msseginferencebatch.
 """
 
 from __future__ import annotations

@@ -19,6 +19,26 @@ MAX_OBLIQUITY_DEG = 30.0
 
 @dataclass(frozen=True)
 class SegmentOptions:
+    """How ``msseg segment`` runs a model (its command-line options; none changes the model).
+
+    Attributes:
+        threshold: the probability threshold of every map; None: the model's own.
+        crop: predict around the cord only (the same values where it matters).
+        tta: average a left-right mirrored pass.
+        device: ``cpu`` or a torch device.
+        backend: ``auto``, ``onnx`` or ``torch``.
+        threads: intra-op threads (0: the cores available to the process).
+        crop_margin_mm: how far beyond the cord's core the crop reaches.
+        centerline: how stage 1 finds the cord: ``cnn`` or ``intensity``.
+        centerline_step_mm: stage 1's slices this far apart (0: all).
+        postprocess: the post-processing's settings.
+        postprocessing: None: on for msseg's models, off for nnU-Net folders.
+        folds: nnU-Net folders' folds to ensemble (``"0,1"``, ``"all"``; None: every fold).
+        batch_size: windows per network call (None: the backend's default).
+        straighten: predict in straightened space.
+        straight_xy_mm: the straightened field of view.
+    """
+
     threshold: float | None = None  # None: the model's own (0.5; nnU-Net: its label rule)
     crop: bool = True
     tta: bool = False
@@ -42,6 +62,8 @@ class SegmentOptions:
 
 @dataclass(frozen=True)
 class SegmentResult:
+    """What a segmenter returns for one scan (the comments name each field)."""
+
     masks: dict[str, Image]          # uint8 0/1 on the input's grid and header, by name
     probabilities: dict[str, Image]  # float32 in [0, 1], by name
     table: pd.DataFrame              # one row per lesion (empty without a lesion output)

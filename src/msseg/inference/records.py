@@ -1,17 +1,6 @@
 """Per-scan records of an output folder: what made each scan's outputs, and its summary row.
 
-``msseg segment`` keeps, beside its outputs, a hidden folder ``.msseg/`` with one JSON record
-per scan (``X.json``) and one lock file per scan (``X.lock``):
-
-* the record is written ``running`` (with the model and options) before the first output, and
-  ``ok`` / ``failed`` (with the summary row and each output's size) after the last one;
-* a scan is *done* when its record is ``ok``, was made with the same model and the same
-  result-affecting options, and every output is still there with the size recorded;
-* ``summary.csv`` is rebuilt from all finished records under a folder lock, so two processes
-  writing into one folder, a resumed run and a plain rerun all give the complete table (a skipped
-  scan keeps its cord volume and time);
-* a scan is processed under its lock (``flock``; released by the system when a process dies), so
-  two processes never compute the same scan at once.
+Design notes: docs/explanation/design-notes.md#msseginferencerecords.
 """
 
 from __future__ import annotations

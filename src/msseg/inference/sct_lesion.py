@@ -1,17 +1,6 @@
 """SCT's released lesion models (``sct_deepseg_lesion``) run by msseg, with SCT's values.
 
-The pipeline of :mod:`msseg.preprocess.sct`, computed only on the 48 × 48 crops (no whole-grid
-float64 image, no intermediate file, one ONNX Runtime session per model, loaded once per
-process). The centerline, per axial slice of SCT's 0.5 mm grid:
-
-* ``centerline_mask`` given (``msseg segment --centerline FILE``, SCT's ``-centerline file``):
-  the file (a centerline or a cord mask, on the input's grid) in RPI, linearly resampled to the
-  0.5 mm grid, and its value-weighted centre of mass per slice;
-* otherwise SCT's CNN1 heatmap (:mod:`msseg.centerline.sct_cnn1`) and msseg's optimal path
-  (SCT runs its closed-source OptiC there); where CNN1 finds no cord, msseg's own stage 1.
-
-Masks come back on the input's grid with its header; SCT's thresholds (0.1 twice), no
-post-processing unless asked for (SCT does none).
+Design notes: docs/explanation/design-notes.md#msseginferencesct_lesion.
 """
 
 from __future__ import annotations

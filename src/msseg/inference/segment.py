@@ -1,29 +1,6 @@
 """`msseg segment`'s pipeline for one image, crop-accelerated by the stage-1 centerline.
 
-Every model goes through the same head and tail: check the image -> find the cord centerline
-(stage 1: CNN1 heatmap + optimal path, :mod:`msseg.centerline`) -> the model's own
-preprocessing and prediction, restricted to the neighbourhood of the centerline -> named
-probability maps and masks on the input's grid -> post-processing (lesions restricted to the
-dilated cord, small components removed, largest cord component) -> lesion table.
-
-* msseg models (:class:`Segmenter`): reorient to RPI -> resample (in-plane only for 2D models,
-  0.5 mm isotropic for the two-stage 3D models, slices resized for the brain model) ->
-  normalise as trained -> either only the whole-image windows that touch the cord's core
-  around the centerline (its half-width; inside it the values are those of the whole-image
-  pass; the ``crop_margin_mm`` beyond blends the windows that reach it from the core; outside
-  the two, 0) or,
-  for models trained along the centerline (``plan.frame == "centerline"``), the tube of windows
-  that follows it -> sliding windows with Gaussian blending (``tta``: a left-right mirrored
-  pass too) -> probabilities back to the input's grid -> ``p >= threshold``.
-* nnU-Net folders (:class:`NnunetSegmenter`): nnU-Net's own preprocessing
-  (:mod:`msseg.preprocess.nnunet_preprocessing`) and window grid; only the windows that touch
-  the box around the centerline are run (so values inside it are those of the whole-image pass;
-  outside it the output is background), folds averaged as logits, logits resampled back, sigmoid
-  / softmax, ``regions_class_order`` or argmax, one mask per ``dataset.json`` label.
-  ``crop=False`` (``--nnunet-exact``) predicts the whole field of view as nnU-Net does.
-
-Without a centerline (``crop=False``, or no cord found) box models predict the whole image and
-tube models return empty masks.
+Design notes: docs/explanation/design-notes.md#msseginferencesegment.
 """
 
 from __future__ import annotations
@@ -39,7 +16,12 @@ from msseg.inference.centerline import finder_for
 from msseg.inference.crop import CORD_HALF_WIDTH_MM, box_of, cord_neighbourhood
 from msseg.inference.finish import finish, postprocess_config, threshold_maps
 from msseg.inference.nnunet_segmenter import NnunetSegmenter
-from msseg.inference.options import SegmentOptions, SegmentResult, check_image
+from msseg.inference.options import (
+    SegmenterLike,
+    SegmentOptions,
+    SegmentResult,
+    check_image,
+)
 from msseg.inference.straight import StraightSegmenter
 from msseg.models.registry import Model, ModelFolder
 from msseg.preprocess.orient import to_rpi
@@ -51,11 +33,21 @@ from msseg.preprocess.tube import Tube, centres_on_grid
 BACK_ORDER = {"image": 1, "centerline": 1, "resize": 3, "straightened": 1}
 
 
-def make_segmenter(model: Model, options: SegmentOptions = SegmentOptions()):
-    """The segmenter of a model: :class:`Segmenter`, :class:`NnunetSegmenter` or (SCT's
-    released lesion models) :class:`~msseg.inference.sct_lesion.SctLesionSegmenter`, wrapped
-    in :class:`StraightSegmenter` for models trained in straightened space or
-    ``straighten``."""
+def make_segmenter(model: Model, options: SegmentOptions = SegmentOptions()) -> SegmenterLike:
+    """The segmenter of a model, whatever its kind.
+
+    :class:`Segmenter` for msseg's models, :class:`NnunetSegmenter` for nnU-Net folders,
+    :class:`~msseg.inference.sct_lesion.SctLesionSegmenter` for SCT's released lesion models;
+    wrapped in :class:`StraightSegmenter` for models trained in straightened space or with
+    ``options.straighten``.
+
+    Args:
+        model: a model from :func:`msseg.models.registry.find_model` (a task name or a folder).
+        options: how to run it (crop, threshold, backend, threads…).
+
+    Returns:
+        An object with ``segment(image, name) -> SegmentResult`` and ``plan``.
+    """
     from msseg.models.nnunet_folder import NnunetFolder
     from msseg.models.sct import SctModel
 
@@ -169,6 +161,19 @@ class Segmenter:
         return self.options.crop_margin_mm + CORD_HALF_WIDTH_MM
 
     def segment(self, image: Image, name: str = "image") -> SegmentResult:
+        """Segment one scan: masks on its grid and header, probabilities, lesion table.
+
+        Args:
+            image: the scan, any orientation.
+            name: how messages name it.
+
+        Returns:
+            The masks (uint8, by output name), the probability maps (float32), the lesion table,
+            the time taken, the crop box and the stage-1 centerline.
+
+        Raises:
+            MssegError: the image is not one the model can segment (4D, constant, one slice…).
+        """
         start = time.perf_counter()
         check_image(image, name)
         line = self.finder.find(image) if self.finder is not None else None

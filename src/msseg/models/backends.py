@@ -1,15 +1,6 @@
 """Running a network on NumPy batches: ONNX Runtime (the CPU default) or PyTorch.
 
-Both are callables (B, C, *spatial) float32 -> (B, heads, *spatial) float32, so the sliding
-window (:mod:`msseg.models.windows`) does not know which one it runs. ONNX Runtime imports in
-about 0.1 s where torch takes 1-2 s, and ran the bundled networks 1.2-1.4× faster here; msseg's
-bundled models ship a ``model.onnx`` exported once from their weights (the packaging recipes,
-:func:`export_onnx`), tested to agree with PyTorch. PyTorch stays for training, GPUs, model
-folders without an ONNX file and nnU-Net folders (exported on first use when asked).
-
-Threads: ``threads`` intra-op threads (0: the cores available to the process); ONNX Runtime's
-and OpenMP's worker threads wait passively (no spinning) so a busy neighbour does not slow them
-down — msseg's command sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads.
+Design notes: docs/explanation/design-notes.md#mssegmodelsbackends.
 """
 
 from __future__ import annotations

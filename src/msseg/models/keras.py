@@ -1,17 +1,6 @@
 """Keras 2 model files (``.h5``) as msseg networks: read with h5py, rebuilt in PyTorch.
 
-The file's ``model_config`` (the functional graph) and ``model_weights`` are read without
-TensorFlow; :func:`msseg.models.keras_torch.build_module` makes a torch module that runs the
-graph in msseg's layout (``(B, C, *spatial)``, channels first, whatever the file's
-``data_format``: a channels_last model's spatial axes keep their order, only the channel axis
-moves). The layers of the field's
-released models are supported — Conv2D/Conv3D (dilation, 'same'/'valid'), BatchNormalization,
-Dropout (identity at inference), MaxPooling, Conv2DTranspose, UpSampling (nearest),
-Concatenate, Activation, and SCT's ``Lambda`` that divides by a temperature — and anything else
-is refused with a one-line error naming the file and the layer. Facts used (Keras 2.0.6):
-BatchNormalization is ``γ (x − mean) / √(var + ε) + β`` with weights stored as γ, β, mean,
-var (γ or β absent when ``scale`` / ``center`` is off); kernels are stored as
-``(*k, in, out)`` (Conv) and ``(*k, out, in)`` (Conv2DTranspose).
+Design notes: docs/explanation/design-notes.md#mssegmodelskeras.
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
 """Networks built from a plan, from MONAI's building blocks (not hand-written layers).
 
-* ``dynunet``: MONAI's DynUNet, the nnU-Net topology of the plan (axial T2w model).
-* ``dilated_unet``: CNN1 of Gros et al. 2019 — a 2D U-Net with two down-sampling levels whose
-  contracting path uses dilated convolutions (dilation 3), batch norm, ReLU and dropout.
-* ``unet``: CNN2 of Gros et al. 2019 — MONAI's UNet, 3D, depth 2 (two down-samplings), batch
-  norm, dropout.
-* ``unetpp``: MONAI's BasicUNetPlusPlus (nested U-Net, Zhou et al. 2018), 2D.
-* ``unetpp_resnet``: a UNet++ decoder on a ResNet-18-style encoder (MONAI's ResNet: basic
-  residual blocks, two per stage, four stages after a stride-2 7×7 stem and max pooling), as
-  the brain FLAIR system of Badea & Popa (2024); widths from the plan (the published
-  ResNet-18's are 64–512; ours 16–128 by default, for CPU training), no pretrained weights;
-* ``unet_resnet``: the same encoder with a plain U-Net decoder (each level joins only the
-  encoder map of its depth), the published UNet++-vs-UNet ablation's other arm.
-
-Output channels are the plan's regions (sigmoid each): ``cord`` = cord ∪ lesion, ``lesion``.
+Design notes: docs/explanation/design-notes.md#mssegmodelsnetworks.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """nnU-Net v2 results folders as msseg models: plans + dataset.json + fold checkpoints.
 
-A folder such as SCT's ``…/nnUNetTrainer__nnUNetPlans__2d/`` holds ``plans.json`` (how images
-are preprocessed and the network's architecture), ``dataset.json`` (labels, optionally SCT's
-``image_orientation``) and ``fold_K/checkpoint_final.pth``. This module reads them into the
-pieces msseg's pipeline uses: an :class:`~msseg.preprocess.nnunet_preprocessing.NnunetPlan`, the
-networks (built by ``dynamic-network-architectures`` from the plan's architecture section, one
-per fold) and a :class:`LabelMap` that turns network outputs into label maps and msseg's named
-masks.
-
-Checkpoints are unpickled with ``torch.load(weights_only=True)``, allowing only the NumPy
-scalar types nnU-Net keeps in its training log; the network's class and the layer types named
-by the plan must come from ``dynamic_network_architectures`` and ``torch.nn``.
+Design notes: docs/explanation/design-notes.md#mssegmodelsnnunet_folder.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
 """Model folders: bundled with the package, imported into the user's store, or given by path.
 
-An msseg model folder holds ``config.yaml`` (the training config), ``plan.json`` (the contract:
-:class:`msseg.preprocess.plan.Plan`), ``model.pt`` (float32 weights only; tens of MB at most)
-and ``model_card.md`` (task, training data, validation metrics with their data, date,
-license). Bundled models live in ``msseg/models/bundled/<task>/`` and are found by task name.
-An nnU-Net v2 results folder (``plans.json``, ``dataset.json``, ``fold_K/checkpoint_*.pth``;
-:mod:`msseg.models.nnunet_folder`) is a model too. ``msseg models import`` copies either kind
-into the user's model store (``platformdirs.user_data_dir("msseg")/models/<name>``, which honours
-``XDG_DATA_HOME``), where it is found by its name like a bundled task. SCT's released Keras
-models (``t2_ax_lesion.h5``…, :mod:`msseg.models.sct`) are models too, given as a file or
-imported into a store folder with their ONNX export.
+Design notes: docs/explanation/design-notes.md#mssegmodelsregistry.
 """
 
 from __future__ import annotations

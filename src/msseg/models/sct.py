@@ -1,14 +1,7 @@
 """SCT's released two-stage models (``sct_deepseg_lesion``'s CNN2, ``sct_deepseg_sc``'s CNN1)
 as msseg models, from the user's disk.
 
-A model is a Keras ``.h5`` file as SCT releases it (``t2_ax_lesion.h5``, ``t2_ctr.h5``…) or
-SCT's own ONNX conversion of one (``.onnx``, input ``input_1``), recognised by its name:
-``<contrast>_lesion`` (CNN2, contrasts ``t2``, ``t2_ax``, ``t2s``) or ``<contrast>_ctr`` (CNN1,
-``t2``, ``t2s``, ``t1``, ``dwi``). ``msseg models import`` / ``import-sct`` make a folder in the
-user's model store holding the file, its ONNX export (made once, at import; msseg's layout,
-channels first) and, for a lesion model, its CNN1 (``t2_ax`` uses ``t2``), described by
-``sct_model.json``, with a generated model card. A file given directly to ``msseg segment``
-is exported once into the user's cache. Nothing here ships SCT's weights.
+Design notes: docs/explanation/design-notes.md#mssegmodelssct.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """Sliding-window prediction on NumPy arrays, with two window placements and a region of interest.
 
-One runner for every model: msseg's own (the placement and Gaussian of MONAI's
-``sliding_window_inference``, with which they were validated) and nnU-Net folders (nnU-Net's):
-
-* ``monai``: windows every ``int(patch · (1 − overlap))`` voxels, the last one moved back to end
-  at the border; Gaussian weights exp(−x² / 2σ²) with x measured from the window's centre
-  (patch − 1) / 2 and σ = patch / 8, clamped below at max(min, 1e-3).
-* ``nnunet``: n = ceil((size − patch) / (patch · step)) + 1 windows spread evenly (a 382-voxel
-  axis with a 320 patch gets windows at 0 and 62); weights a unit impulse at patch // 2 blurred
-  by σ = patch / 8 (zero beyond 4σ, then the smallest positive value), as nnU-Net stores them in
-  float16 (the ratio is all that matters).
-
-Images smaller than the patch are padded with zeros, centred, window by window. Axes in front
-of the patch's (2D models on a volume) are taken one index at a time. The networks are plain
-callables (B, C, *patch) -> (B, heads, *patch) float32 NumPy arrays — ONNX Runtime sessions or
-wrapped torch modules (:mod:`msseg.models.backends`) — several of them are a fold ensemble
-(logits averaged), and test-time mirroring averages flipped copies. With a region of interest
-(a boolean mask), only the windows that touch it are run: every voxel of the region receives
-exactly the windows of the whole-image pass, so its value does not change.
+Design notes: docs/explanation/design-notes.md#mssegmodelswindows.
 """
 
 from __future__ import annotations

@@ -1,18 +1,6 @@
 """Intensity standardisation that can be learnt on a training set and stored with a model.
 
-All methods are one monotone piecewise-linear map ``f`` from an image's own intensity knots
-(its quantiles) onto knots learnt on the training set:
-
-* Nyúl & Udupa (1999, 2000) histogram standardisation: knots = the 1st/99th percentiles and the
-  deciles between them; the training set's standard knots are the mean positions of each image's
-  deciles after mapping its [p1, p99] linearly onto [0, 100]. Beyond the end knots ``f`` extends
-  the end segments linearly (no clipping, so lesions brighter than the 99th percentile stay
-  brighter).
-* quantile normalisation (Badea & Popa): knots = the 0, 1, ..., 100th percentiles; the template
-  is the mean quantile function of the training images.
-
-``f`` is exact at the knots (``f(q_i) = t_i``) and monotone; voxels outside the mask (by default
-the zero background) keep their value, so a zero background stays zero.
+Design notes: docs/explanation/design-notes.md#mssegpreprocessintensity.
 """
 
 from __future__ import annotations

@@ -1,32 +1,6 @@
 """nnU-Net v2's preprocessing of one image, and its inverse, as pure functions on arrays.
 
-This reproduces what nnU-Net's predictor does to an image before and after its network
-(nnunetv2 2.6.0, ``DefaultPreprocessor`` + ``export_prediction``), so that a model trained with
-nnU-Net gives the same masks when run by msseg:
-
-1. voxel order: optionally reoriented (SCT's ``image_orientation`` in ``dataset.json``, or RAS
-   for the ``NibabelIOWithReorient`` reader), then the axes reversed as nnU-Net's readers do
-   (SimpleITK's (z, y, x) array order), then ``transpose_forward`` of the plans;
-2. crop to the bounding box of the non-zero voxels (holes filled); the output is background
-   outside that box;
-3. intensity normalisation per the plan's scheme (``ZScoreNormalization`` — inside the non-zero
-   mask when ``use_mask_for_norm`` —, ``CTNormalization`` with the dataset's foreground
-   percentiles, ``NoNormalization``, ``RescaleTo01Normalization``, ``RGBTo01Normalization``);
-4. resampling to the configuration's spacing by *shape* (new shape = round(old shape × old
-   spacing / new spacing); corners aligned), scikit-image's ``resize`` (order 3, edge mode, no
-   anti-aliasing, clipped to the input range) — and, when the spacing is anisotropic (largest /
-   smallest > 3), slice by slice in-plane with nearest-neighbour along the low-resolution axis.
-   2D configurations keep the slice spacing.
-
-Back: the network's logits are resampled to the cropped shape the same way (order 1 in-plane,
-nearest along an anisotropic axis), turned into probabilities, put back into the full grid
-(background outside the crop) and transposed back. Everything works on float32 arrays slice by
-slice, so no full-volume float64 copy is made (nnU-Net casts to float64 and accumulates the
-windows in float16; msseg stays in float32 throughout — docs/how-to/released-models.md gives
-the difference).
-
-Every step also carries the world affine of the grid it produces, so points in mm (the stage-1
-centerline) can be placed on the network grid.
+Design notes: docs/explanation/design-notes.md#mssegpreprocessnnunet_preprocessing.
 """
 
 from __future__ import annotations

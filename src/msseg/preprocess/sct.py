@@ -1,24 +1,6 @@
 """SCT's preprocessing for its released two-stage lesion models (``sct_deepseg_lesion``).
 
-Pure functions that give the values of SCT's pipeline (Gros et al. 2019, as SCT 4.1–7.x
-implements it; the facts are in ``shared/peers/sct_deepseg_lesion/FACTS.md``), computed only
-where they are needed — the 48 × 48 crops around the centerline — instead of SCT's whole-grid
-float64 images and intermediate files:
-
-1. RPI (nibabel ``LAS``), then SCT's in-plane grid: ``n_new = round(n · p / 0.5)`` per in-plane
-   axis (``p`` the header's zooms), z kept; voxel ``i`` of the new grid samples the old one at
-   ``i · n / n_new`` (voxel 0's centre stays), linear, edges clamped (``mode='nearest'``).
-2. per axial slice, a 48 × 48 crop whose start is ``int(c) − 23`` around the centerline's centre
-   of mass ``c`` (clamped to the grid; zero-filled past a grid smaller than the crop).
-3. the Nyúl-style mapping of the crop stack's percentiles 1, 10, …, 90, 99 onto the contrast's
-   landmarks (piecewise linear), with exponential tails ``α + β exp(γ x)`` below p1 (fitted on
-   p1, p10 → L0, L1, α = L0) and above p99 (fitted on p80, p90 → L8, L9, α = L10).
-4. resampled along z to 0.5 mm (same sampling rule), cut into non-overlapping 48-slice chunks
-   from z = 0 (the last one zero-padded), each ``(x − mean) / std``; all-zero chunks skipped.
-5. CNN2's sigmoid > 0.1 → 0/1, back along z to the crop's slices (linear, soft), uncropped,
-   back to the native grid by the inverse sampling rule (linear), then ≥ 0.1.
-
-Arrays are RPI ``(x, y, z)``; every function takes and returns plain arrays.
+Design notes: docs/explanation/design-notes.md#mssegpreprocesssct.
 """
 
 from __future__ import annotations

@@ -1,30 +1,12 @@
 """Stitching of chunk acquisitions (cervical / thoracic / lumbar) into one image, no registration.
 
-The published algorithm (Graf et al., used by the axial-T2w paper), done in world space:
-
-1. the corner points of every chunk in world mm, from its affine (voxel edges, not centres);
-2. the output grid is the smallest-volume box containing all corners, trying the rotation (the
-   normalised axes of the affine) of each input; its spacing is, per output axis, the finest of
-   the chunks along their axis closest to it (optionally floored by ``min_spacing``);
-3. each chunk is resampled onto that grid (images cubic or linear; label maps as per-label
-   memberships, linearly, then decided by majority, so no interpolation artefact), with its
-   occupancy (the output voxels its field of view covers);
-4. in overlaps, ramp blending: a chunk's weight grows linearly with the depth (mm) of the voxel
-   behind the chunk's faces that lie inside another chunk, weights normalised. A face counts only
-   if the other chunk continues at least ``sliver_voxels`` beyond it, so thin slivers do not
-   ramp. Faces on the outside of the stack do not weigh, so the ramp runs across the overlap
-   only.
-
-Label maps are blended with the same weights as memberships per label and the majority kept —
-not switched hard mid-overlap as the published script does by rounding the weights — so a lesion
-crossing an overlap stays one lesion. A chunk entirely inside another is dropped; gaps stay zero
-and are reported. The output is built slab by slab along its last axis, each chunk resampled
-only where it can reach, in float32: memory stays a few times the output image.
+Design notes: docs/explanation/design-notes.md#mssegpreprocessstitch.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -245,11 +227,24 @@ class _Chunk:
 def stitch(images: list[Image], names: list[str] | None = None,
            labels: dict[str, list[Image]] | None = None, order: int = 3,
            min_spacing: float | None = None, sliver_voxels: float = 3.0,
-           force: bool = False, progress=None) -> tuple[Image, dict[str, Image], StitchReport]:
+           force: bool = False, progress: Callable | None = None
+           ) -> tuple[Image, dict[str, Image], StitchReport]:
     """Stitch chunks (and, per name, their label maps on the same grids) into one image.
 
-    Returns the stitched image (float32), the stitched label maps (uint8 / uint16) and what was
-    done (chunks dropped, gaps)."""
+    Args:
+        images: the chunks, any order.
+        names: how messages name them.
+        labels: per label name, one map per chunk on that chunk's grid.
+        order: the interpolation order of the images (labels: nearest).
+        min_spacing: the finest spacing allowed per axis (mm).
+        sliver_voxels: chunks thinner than this on the stitched grid are dropped.
+        force: stitch chunks that do not overlap or touch.
+        progress: a callback for long work.
+
+    Returns:
+        The stitched image (float32), the stitched label maps (uint8 / uint16), and what was
+        done (chunks dropped, gaps).
+    """
     names = names or [f"chunk {i + 1}" for i in range(len(images))]
     labels = labels or {}
     for key, maps in labels.items():

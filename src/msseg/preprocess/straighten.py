@@ -1,28 +1,6 @@
 """Straightening of the spinal cord along its centerline, and its exact inverse.
 
-* **Curve**: centerline points (a cord mask's centre of mass per axial slice, or the stage-1
-  centerline) in world mm; x(z) and y(z) are fitted with penalised smoothing splines
-  (``scipy.interpolate.make_smoothing_spline``) whose penalty is set from a cutoff wavelength
-  ``smoothing_mm``: with data every h mm, the fit damps a component of wavelength λ by
-  1 / (1 + (λc / λ)⁴), λc = 2π (lam · h)^(1/4) — slice-to-slice jitter of the centres of mass
-  goes, the curvature of the spine stays. The curve is then sampled densely and re-parameterised
-  by arc length s.
-* **Frame**: a rotation-minimising frame (double-reflection method, Wang et al., ACM TOG 2008)
-  along the curve, started from the world x axis (right) projected orthogonally to the first
-  tangent: the cord does not twist in the straightened image. n1 ≈ right, n2 = t × n1 ≈
-  anterior.
-* **Straight space**: the point at arc length s and offsets (a, b) along (n1, n2) goes to world
-  (x̄ + a, ȳ + b, z₀ + s) — an RPI (nibabel LAS) grid of ``xy_size_mm`` in-plane around the
-  straight line x = x̄, y = ȳ (the curve's mean), S–I along the arc length from its inferior end.
-  straight -> curve: C(s) + a·n1(s) + b·n2(s); curve -> straight: s = the projection of the
-  point onto the curve (Newton steps from the curve point at the same height; the curve rises
-  monotonically in z), (a, b) its offsets.
-* **Fields** (:func:`displacement_field`): ITK/ANTs displacement fields, as SCT writes them: on a
-  reference grid, for every voxel centre p the vector d (mm, LPS) such that p + d is the point
-  to sample in the moving image. ``warp_curve2straight`` lives on the straight grid,
-  ``warp_straight2curve`` on the input's grid.
-
-Everything runs slab by slab in float32.
+Design notes: docs/explanation/design-notes.md#mssegpreprocessstraighten.
 """
 
 from __future__ import annotations
@@ -176,7 +154,19 @@ def default_spacing(image: Image) -> tuple[float, float, float]:
 def geometry_for(image: Image, points: np.ndarray, xy_size_mm: float = XY_SIZE_MM,
                  spacing: tuple[float, float, float] | None = None,
                  smoothing_mm: float = SMOOTHING_MM) -> Straightening:
-    """The straightening of ``image`` around centerline points (n, 3) world mm."""
+    """The straightening of an image around its cord's centerline.
+
+    Args:
+        image: the image whose grid is straightened.
+        points: centerline points (n, 3), world mm.
+        xy_size_mm: the straight image's in-plane field of view.
+        spacing: the straight grid's spacing (default: the image's own, see
+            :func:`default_spacing`).
+        smoothing_mm: the centerline's smoothing.
+
+    Returns:
+        The geometry that :func:`straighten_image` and :func:`unstraighten` use.
+    """
     curve = fit_curve(points, smoothing_mm)
     return Straightening.around(curve, spacing or default_spacing(image), xy_size_mm)
 
@@ -205,7 +195,16 @@ def sample(image: Image, world: np.ndarray, order: int = 1, cval: float = 0.0) -
 
 
 def straighten_image(image: Image, geometry: Straightening, order: int = 1) -> Image:
-    """``image`` resampled onto the straight grid."""
+    """An image resampled onto the straight grid.
+
+    Args:
+        image: the image.
+        geometry: from :func:`geometry_for`.
+        order: the interpolation order (0 for masks).
+
+    Returns:
+        The straightened image.
+    """
     out = np.zeros(geometry.shape, np.float32)
     for k0 in range(0, geometry.shape[2], SLAB):
         k1 = min(k0 + SLAB, geometry.shape[2])
@@ -216,8 +215,17 @@ def straighten_image(image: Image, geometry: Straightening, order: int = 1) -> I
 
 def unstraighten(straight: Image, geometry: Straightening, like: Image,
                  order: int = 1) -> np.ndarray:
-    """Straight-space values brought back onto ``like``'s grid (zero outside the straight
-    field of view)."""
+    """Straight-space values brought back onto an image's grid.
+
+    Args:
+        straight: values on the straight grid.
+        geometry: from :func:`geometry_for`.
+        like: the image whose grid they go back to.
+        order: the interpolation order.
+
+    Returns:
+        An array of ``like``'s shape (zero outside the straight field of view).
+    """
     out = np.zeros(like.shape[:3], np.float32)
     for k0 in range(0, like.shape[2], SLAB):
         k1 = min(k0 + SLAB, like.shape[2])

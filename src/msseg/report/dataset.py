@@ -1,16 +1,6 @@
 """``msseg dataset report``: what a dataset holds, as the multi-contrast paper's figure 1 shows it.
 
-From a dataset index (``msseg dataset scan``):
-
-* ``counts.csv``: scans (and patients) per site × acquisition × contrast. The acquisition is
-  read from the voxel size: ``3D`` when the largest voxel side is at most 1.5× the smallest,
-  else ``2D`` named by the axis of the thick side (``2D axial`` when it runs S–I, ``2D
-  sagittal`` when it runs L–R, ``2D coronal`` when it runs A–P).
-* ``lesion_volumes.csv``: one row per lesion of every lesion mask (26-connected components, as
-  ``msseg segment``'s lesion table), with its site and contrast; ``lesion_volumes.png``: their
-  distribution per site (log scale), a box per site with every lesion drawn.
-* ``sankey.png``: the flow of scans site -> acquisition -> contrast, band widths proportional
-  to the number of scans, each node labelled with its count.
+Design notes: docs/explanation/design-notes.md#mssegreportdataset.
 """
 
 from __future__ import annotations

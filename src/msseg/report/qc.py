@@ -3,15 +3,7 @@ an axial mosaic with cord (green) and lesion (red) contours (and the same mosaic
 a sagittal maximum-intensity projection of the lesions over the middle sagittal slice, and the
 lesion table.
 
-A rater works in it (a static page, no server; :data:`SCRIPT`):
-
-* keys ``j`` / ``k`` (or ↓ / ↑) move to the next / previous scan, ``1`` / ``p`` mark it pass,
-  ``2`` / ``f`` fail, ``3`` / ``a`` artefact, ``0`` clears the mark, ``o`` toggles the
-  overlays, ``→`` / ``←`` the next / previous page; buttons do the same;
-* marks are kept in the browser (``localStorage``, per page) between reloads, counted in the
-  header, and exported as ``qc_ratings.csv`` (``scan,rating,time``) by the Export button;
-* thousands of scans stay fast: pages of :data:`PAGE_SIZE` scans (only the current page is
-  displayed) and images loaded lazily.
+Design notes: docs/explanation/design-notes.md#mssegreportqc.
 """
 
 from __future__ import annotations

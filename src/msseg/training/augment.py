@@ -1,16 +1,7 @@
 """Data augmentation with MONAI transforms: spatial on image and target, intensity on the image
 only. Applied per sample to channel-first arrays. Profiles:
 
-* ``nnunet``: nnU-Net's set (rotation/scaling, mirroring, noise, blur, brightness, contrast,
-  low resolution, gamma);
-* ``cnn1`` (Gros et al. 2019, stage 1, 2D): shifts ±10 voxels, flips, rotation ±20°, elastic
-  deformation;
-* ``cnn2`` (stage 2, 3D): flips, and small erosions/dilations (one voxel) of the lesion edges
-  in the target, so the network does not learn one rater's exact boundary;
-* ``scanner``: nnU-Net's spatial set with stronger, more frequent intensity changes of the kind
-  that differ between scanners and sites — a smooth multiplicative bias field, gamma 0.5–2,
-  contrast ±35%, brightness ±25%, Gaussian noise, blur and simulated lower resolution (×0.4–1) —
-  so a model trained on one scanner's images does not learn its exact intensity profile.
+Design notes: docs/explanation/design-notes.md#mssegtrainingaugment.
 """
 
 from __future__ import annotations

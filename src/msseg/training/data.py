@@ -1,14 +1,6 @@
 """Training data: cases preprocessed in memory, contrast-weighted case sampling, patch sampling.
 
-A case's image goes through the same pipeline as at inference
-(:func:`msseg.preprocess.pipeline.preprocess_image`: RPI, the plan's normalisation, its
-spacing); its masks are resampled nearest-neighbour onto that grid. What normalisation learns
-from the training set (Nyúl landmarks + z-score, the quantile template) is learnt here
-(:func:`learn_intensity`) and stored in the plan. Targets are region-based: ``regions[0]`` =
-cord ∪ lesion, ``regions[1]`` = lesion; a model is trained on the channels its plan names. With
-``plan.frame == "centerline"`` a case is the tube of windows along its cord's centerline
-(:mod:`msseg.preprocess.tube`); with ``plan.frame == "resize"`` every axial slice is resized to
-the patch size (brain FLAIR: 224×224) and back.
+Design notes: docs/explanation/design-notes.md#mssegtrainingdata.
 """
 
 from __future__ import annotations

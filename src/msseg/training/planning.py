@@ -1,15 +1,6 @@
 """Self-configuration from the dataset fingerprint, the way nnU-Net plans its U-Nets.
 
-* target spacing: the median voxel spacing of the training images (in RPI); 2D models keep each
-  image's slice thickness and only resample in-plane;
-* patch size: the median image size at the target spacing, capped (2D 256², 3D 40×160×160
-  voxels as z×y×x order-free caps) and rounded to a multiple of the network's total stride;
-* topology: an axis is down-sampled while its feature map stays ≥ 4 voxels and its current
-  spacing is at most twice the finest one; convolution kernels are 1 along an axis whose spacing
-  is more than twice the finest (e.g. 1×3×3 for 0.5×0.5×5 mm until in-plane pooling has made
-  the in-plane spacing comparable), else 3. Up to 5 down-sampling steps.
-* ``whole_context`` (3D): the patch covers the whole S–I extent of the largest training image
-  (not capped), as the axial-T2w paper's extra whole-context model.
+Design notes: docs/explanation/design-notes.md#mssegtrainingplanning.
 """
 
 from __future__ import annotations

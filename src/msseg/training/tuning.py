@@ -1,22 +1,6 @@
 """The probability threshold and minimum lesion volume of a model, chosen on validation data.
 
-A grid search over (threshold, minimum lesion volume) on the validation cases' native-space
-lesion probabilities: each pair thresholds the lesion map (``p >= threshold``; a cord map at
-0.5, as inference thresholds every map but the lesion's) and post-processes the masks as
-``msseg segment`` does (:func:`msseg.postprocess.postprocess`: for a model with a cord, given its
-cord probability, the largest cord component and lesions within 2 mm of it; then connected
-components (26-connectivity) smaller than the minimum volume removed) and scores the result
-against the references. The score is the mean over cases of (Dice + lesion F1) / 2 — volume
-overlap and detection weigh the same, so a small lesion found counts as much as a large one's
-extra voxels; a lesion-free case scores 1 when nothing is left and 0 otherwise, so validation
-cases without lesions weigh false positives (volume-wise specificity). Lesion F1 uses the
-*symmetric* matching rule (θ = 0.1, :func:`msseg.evaluation.lesion_matching.match_lesions`):
-under the published rule a low threshold that merges every lesion into one large component
-scores F1 = 1 (each reference lesion is touched, the component touches the reference), which the
-symmetric rule counts as one false positive. Ties go to the first pair in grid order (lowest
-threshold, then smallest volume). Run it on validation data only: a threshold chosen on the test
-data inflates the test score. The chosen pair is stored in the model's plan (``threshold``,
-``min_lesion_volume_mm3``), which ``msseg segment`` applies by default.
+Design notes: docs/explanation/design-notes.md#mssegtrainingtuning.
 """
 
 from __future__ import annotations
