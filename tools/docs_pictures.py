@@ -1,6 +1,7 @@
 """Make the documentation's pictures from ``../shared/data`` (``make docs`` runs this; they are
 not committed): a segmentation overlay and the QC page of the real MS patient ``t2_ms``, a
-raincloud of ``msseg stats``, and CSA per vertebral level from ``msseg morphometry``. Each is made
+raincloud of ``msseg stats``, CSA per vertebral level from ``msseg morphometry``, and a
+stitching before and after. Each is made
 by the commands a user runs, so the pictures show what msseg does today.
 
 Without ``../shared/data`` (or without chromium, for the QC page) a picture is replaced by a
@@ -126,6 +127,45 @@ def csa_levels(work: Path) -> None:
           "--plot", OUT / "csa_levels.png")
 
 
+def stitching(work: Path) -> None:
+    """errsm_24's long sagittal T2w cut into two overlapping chunks (the upper one darker,
+    as from another coil), stitched back by ``msseg stitch``: both chunks and the result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from msseg import io
+
+    whole = io.load(SHARED / "spine/sct_2014_testing/errsm_24/t2/t2.nii.gz")   # P, S, R
+    chunks = []
+    for i, (first, stop, gain) in enumerate(((0, 130, 1.0), (100, 225, 0.7))):
+        part = whole.crop((slice(None), slice(first, stop), slice(None)))
+        path = work / f"errsm_24_chunk-{i + 1}_T2w.nii.gz"
+        io.save(part.with_data((part.data * gain).astype("float32")), path)
+        chunks.append(path)
+    out = work / "errsm_24_T2w_stitched.nii.gz"
+    msseg("stitch", *chunks, "-o", out)
+    middle = whole.shape[2] // 2
+    pictures = [io.load(c).data[:, :, middle] for c in chunks] + [io.load(out).data]
+    fig, axes = plt.subplots(1, 3, figsize=(9, 5.6))
+    titles = ("chunk 1 (lower)", "chunk 2 (upper, darker)", "msseg stitch")
+    top = whole.shape[1]
+    offsets = (0, 100, 0)
+    for ax, data, title, offset in zip(axes, pictures, titles, offsets, strict=True):
+        plane = (data if data.ndim == 2 else data[:, :, data.shape[2] // 2])[140:330]
+        # P along x, S up; each chunk drawn at its own height in the field of view
+        ax.imshow(plane.T, cmap="gray", origin="lower", vmin=0,
+                  vmax=float(np.percentile(whole.data, 99.5)),
+                  extent=(0, plane.shape[0], offset, offset + plane.shape[1]))
+        ax.set_ylim(0, top)
+        ax.set_title(title, fontsize=13)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(OUT / "stitching.png", dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None)
@@ -133,7 +173,8 @@ def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)      # made afresh: no output is ever overwritten
     OUT.mkdir(parents=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="msseg-docs-"))
-    makers = {"overlay.png": overlay, "raincloud.png": raincloud, "csa_levels.png": csa_levels}
+    makers = {"overlay.png": overlay, "raincloud.png": raincloud, "csa_levels.png": csa_levels,
+              "stitching.png": stitching}
     for name, make in makers.items():
         if not SHARED.is_dir():
             placeholder(name, "../shared/data is absent")
