@@ -18,6 +18,7 @@ from msseg.preprocess.resample import resample_to_grid
 STATUS_CODES = {"new": 1, "enlarging": 2, "stable": 3, "shrinking": 4, "resolved": 5,
                 "below-size": 6}
 LPS = np.diag([-1.0, -1.0, 1.0])
+SAMPLING_SEED = 20261207   # the registration's metric sampling: the same points every run
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Rules:
     shrink: float = 0.5
 
 
+CHANGE_CODES = {"gained": 1, "lost": 2}   # the change mask: voxels gained / lost
+
+
 @dataclass(frozen=True)
 class Comparison:
     lesions: pd.DataFrame        # one row per lesion (both time points)
@@ -34,6 +38,7 @@ class Comparison:
     status: Image                # status codes on the baseline grid
     followup: Image              # the follow-up mask on the baseline grid
     transform: object = None     # SimpleITK transform (baseline -> follow-up points) or None
+    change: Image | None = None  # change_mask on the baseline grid (1 gained, 2 lost)
 
 
 def to_sitk(image: Image, pixel=None):
@@ -50,8 +55,12 @@ def to_sitk(image: Image, pixel=None):
     return out
 
 
-def register_rigid(fixed: Image, moving: Image, seed: int = 0):
-    """The rigid transform mapping baseline (fixed) points to follow-up (moving) points."""
+def register_rigid(fixed: Image, moving: Image, threads: int = 0):
+    """The rigid transform mapping baseline (fixed) points to follow-up (moving) points:
+    Mattes mutual information on a regular sampling grid jittered by a fixed seed (the same
+    points every run), three resolution levels. ``threads``: ITK's threads (0: one, so that
+    two runs give the same transform to the last bit; more threads sum the metric's parts
+    in a varying order)."""
     import SimpleITK as sitk
 
     f, m = to_sitk(fixed), to_sitk(moving)
@@ -59,8 +68,10 @@ def register_rigid(fixed: Image, moving: Image, seed: int = 0):
         f, m, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY)
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.25, seed)
+    method.SetMetricSamplingStrategy(method.REGULAR)
+    # a fixed non-zero seed: SimpleITK reads seed 0 as sitkWallClock, a new one every run
+    # (why runs with "seed 0" differed)
+    method.SetMetricSamplingPercentage(0.25, SAMPLING_SEED)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4,
                                                     numberOfIterations=300,
@@ -69,10 +80,17 @@ def register_rigid(fixed: Image, moving: Image, seed: int = 0):
     method.SetShrinkFactorsPerLevel([4, 2, 1])
     method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
     method.SetInitialTransform(initial, inPlace=False)
+    # ITK sums the metric's per-thread parts in an order that varies: one thread (unless
+    # asked otherwise) makes two runs agree to the last bit
+    default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads or 1)
+    method.SetNumberOfThreads(threads or 1)
     try:
         return method.Execute(f, m)
     except RuntimeError as exc:
         raise MssegError(f"rigid registration failed: {str(exc).splitlines()[-1]}") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
 
 
 def mask_on_baseline(followup: Image, baseline: Image, transform=None) -> Image:
@@ -88,6 +106,20 @@ def mask_on_baseline(followup: Image, baseline: Image, transform=None) -> Image:
                             0.0, sitk.sitkFloat32)
         moved = sitk.GetArrayFromImage(out).transpose(2, 1, 0)
     return baseline.with_data((moved >= 0.5).astype(np.uint8))
+
+
+def image_on_baseline(image: Image, baseline: Image, transform=None) -> Image:
+    """A follow-up image on the baseline image's grid: through ``transform`` (SimpleITK,
+    baseline points -> follow-up points; linear), else by world coordinates."""
+    values = image.with_data(np.asarray(image.data, np.float32))
+    if transform is None:
+        return baseline.with_data(resample_to_grid(values, baseline.shape[:3], baseline.affine,
+                                                   order=1).data)
+    import SimpleITK as sitk
+
+    out = sitk.Resample(to_sitk(values), to_sitk(baseline), transform, sitk.sitkLinear, 0.0,
+                        sitk.sitkFloat32)
+    return baseline.with_data(sitk.GetArrayFromImage(out).transpose(2, 1, 0))
 
 
 def classify(baseline: np.ndarray, followup: np.ndarray, voxel_mm3: float,
@@ -139,19 +171,66 @@ def _centroid(mask: np.ndarray) -> dict:
     return {"centroid_i": float(c[0]), "centroid_j": float(c[1]), "centroid_k": float(c[2])}
 
 
+def with_world_centroids(table: pd.DataFrame, affine: np.ndarray) -> pd.DataFrame:
+    """The table's voxel centroids (baseline grid) as world RAS+ mm, ``centroid_x_mm`` …
+    (the columns of ``msseg segment``'s lesion table, so the two join)."""
+    voxels = table[["centroid_i", "centroid_j", "centroid_k"]].to_numpy(float)
+    world = voxels @ affine[:3, :3].T + affine[:3, 3] if len(table) else np.zeros((0, 3))
+    out = table.drop(columns=["centroid_i", "centroid_j", "centroid_k"])
+    return out.assign(centroid_x_mm=world[:, 0], centroid_y_mm=world[:, 1],
+                      centroid_z_mm=world[:, 2])
+
+
+def change_mask(baseline: np.ndarray, followup: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    """The voxels that changed with a lesion's status (what change ground truth marks), from
+    :func:`classify`'s table of the same masks: 1 where a new or enlarging follow-up lesion
+    holds a voxel the baseline does not (gained), 2 where a resolved baseline lesion, or one
+    that shrank, held a voxel the follow-up does not (lost); 0 elsewhere, so the boundary
+    jitter of stable lesions is not a change."""
+    b_labels = cc3d.connected_components(baseline, connectivity=26)
+    f_labels = cc3d.connected_components(followup, connectivity=26)
+    follow_rows = table[table.timepoint == "followup"]
+    gained = follow_rows[follow_rows.status.isin(["new", "enlarging"])].lesion_id.tolist()
+    lost = table[(table.timepoint == "baseline") & (table.status == "resolved")].lesion_id
+    lost = set(lost.tolist())
+    for linked in follow_rows[follow_rows.status == "shrinking"].baseline_lesions:
+        lost |= {int(b) for b in str(linked).split(";") if b}
+    out = np.zeros(baseline.shape, np.uint8)
+    out[np.isin(f_labels, gained) & ~baseline] = CHANGE_CODES["gained"]
+    out[np.isin(b_labels, sorted(lost)) & ~followup] = CHANGE_CODES["lost"]
+    return out
+
+
+def world_overlap(a: Image, b: Image) -> float:
+    """Intersection over union of two grids' world bounding boxes (0: disjoint fields of
+    view; 1: the same box)."""
+    boxes = []
+    for image in (a, b):
+        corners = np.array([[i, j, k] for i in (0, image.shape[0] - 1)
+                            for j in (0, image.shape[1] - 1) for k in (0, image.shape[2] - 1)])
+        world = corners @ image.affine[:3, :3].T + image.affine[:3, 3]
+        boxes.append((world.min(axis=0), world.max(axis=0)))
+    (lo_a, hi_a), (lo_b, hi_b) = boxes
+    inter = np.prod(np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None))
+    union = np.prod(hi_a - lo_a) + np.prod(hi_b - lo_b) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 def compare(baseline: Image, followup: Image, baseline_image: Image | None = None,
-            followup_image: Image | None = None, rules: Rules = Rules()) -> Comparison:
-    """The module's steps: align, label, classify, summarise."""
+            followup_image: Image | None = None, rules: Rules = Rules(),
+            register: bool = True, threads: int = 0) -> Comparison:
+    """Align (registration of the images, unless ``register`` is False; else the headers),
+    label, classify, summarise; ``lesions`` has world centroids (mm)."""
     if (baseline_image is None) != (followup_image is None):
         raise MssegError("give both --baseline-image and --followup-image, or neither")
     transform = None
-    if baseline_image is not None:
+    if baseline_image is not None and register:
         for mask, image, name in ((baseline, baseline_image, "baseline"),
                                   (followup, followup_image, "follow-up")):
             if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine,
                                                                      atol=1e-3):
                 raise MssegError(f"the {name} lesion mask is not on its image's grid")
-        transform = register_rigid(baseline_image, followup_image)
+        transform = register_rigid(baseline_image, followup_image, threads)
     moved = mask_on_baseline(followup, baseline, transform)
     table, status = classify(baseline.data > 0, moved.data > 0, baseline.voxel_volume_mm3,
                              rules)
@@ -159,4 +238,8 @@ def compare(baseline: Image, followup: Image, baseline_image: Image | None = Non
     summary = {k: int(counts.get(k, 0)) for k in STATUS_CODES}
     summary["volume_baseline_mm3"] = float((baseline.data > 0).sum() * baseline.voxel_volume_mm3)
     summary["volume_followup_mm3"] = float((moved.data > 0).sum() * baseline.voxel_volume_mm3)
-    return Comparison(table, summary, baseline.with_data(status), moved, transform)
+    change = change_mask(baseline.data > 0, moved.data > 0, table)
+    summary["gained_mm3"] = float((change == 1).sum() * baseline.voxel_volume_mm3)
+    summary["lost_mm3"] = float((change == 2).sum() * baseline.voxel_volume_mm3)
+    return Comparison(with_world_centroids(table, baseline.affine), summary,
+                      baseline.with_data(status), moved, transform, baseline.with_data(change))

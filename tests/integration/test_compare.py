@@ -150,3 +150,140 @@ def test_header_alignment_without_images():
     _box(follow, (7, 5, 5), (3, 3, 3))  # the same world position
     moved = mask_on_baseline(Image(follow, shifted), Image(base, affine))
     np.testing.assert_array_equal(moved.data, base)
+
+
+BRAIN = "brain/3d-mr-ms/MNI/patient07"
+
+
+def _brain_pair(shared_data, tmp_path):
+    """patient07's real FLAIR and gold-standard lesions (lesions of ≥ 30 voxels) as the
+    baseline; the follow-up session: one lesion removed, one enlarged (dilated by 2 voxels
+    inside the brain), one new sphere in the white matter, the scan and its lesions moved by
+    a known rigid motion (5°, (3, −2, 2) mm). Returns paths and the truth on the baseline
+    grid."""
+    import cc3d
+    from scipy import ndimage
+
+    from msseg.preprocess.resample import resample_to_grid
+
+    folder = shared_data / BRAIN
+    image = io.load(next(folder.glob("FLAIR_*.nii.gz")))
+    gold = io.load(next(folder.glob("GOLD_STANDARD_*.nii.gz"))).data > 0
+    labels = cc3d.connected_components(gold, connectivity=26)
+    sizes = np.bincount(labels.ravel())
+    keep = [i for i in range(1, len(sizes)) if sizes[i] >= 30]
+    base = np.isin(labels, keep)
+    by_size = sorted(keep, key=lambda i: sizes[i])
+    removed, enlarged = by_size[len(by_size) // 2], by_size[-3]
+    follow = base & (labels != removed)
+    brain = image.data > 0
+    grown = ndimage.binary_dilation(labels == enlarged, iterations=2) & brain
+    follow |= grown
+    assert grown.sum() >= 1.5 * sizes[enlarged]
+    distance = ndimage.distance_transform_edt(~ndimage.binary_dilation(base | follow,
+                                                                        iterations=8))
+    inner = ndimage.binary_erosion(brain, iterations=15)
+    centre = np.unravel_index(np.argmax(np.where(inner, distance, 0)), base.shape)
+    grid = np.indices(base.shape)
+    sphere = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= 9
+    follow |= sphere
+    centre_mm = (image.affine @ np.array([*(np.array(image.shape) / 2), 1.0]))[:3]
+    motion = _rigid(5.0, np.array([3.0, -2.0, 2.0]), centre_mm)
+    moved_affine = np.linalg.inv(motion) @ image.affine
+
+    def moved(data: np.ndarray, order: int) -> np.ndarray:
+        return resample_to_grid(Image(data.astype(np.float32), moved_affine), image.shape,
+                                image.affine, order=order).data
+
+    paths = {k: tmp_path / f"{k}.nii.gz" for k in ("b", "f", "bi", "fi")}
+    io.save_like(base.astype(np.uint8), image, paths["b"])
+    io.save_like((moved(follow, 1) >= 0.5).astype(np.uint8), image, paths["f"])
+    io.save_like(image.data, image, paths["bi"], np.float32)
+    io.save_like(moved(image.data, 3), image, paths["fi"], np.float32)
+    truth_change = np.zeros(base.shape, np.uint8)
+    truth_change[follow & ~base] = 1
+    truth_change[base & ~follow] = 2
+    return paths, truth_change, len(keep)
+
+
+@pytest.mark.slow
+def test_brain_pair_with_known_changes_exact_and_reproducible(shared_data, tmp_path):
+    """Issue 31's acceptance for compare: statuses exact, the change mask within Dice 0.9 of
+    the truth, and two runs with the same inputs give the same files."""
+    paths, truth, n_kept = _brain_pair(shared_data, tmp_path)
+    runs = []
+    for run in ("one", "two"):
+        out = tmp_path / run
+        assert main(["compare", "-b", str(paths["b"]), "-f", str(paths["f"]),
+                     "--baseline-image", str(paths["bi"]), "--followup-image",
+                     str(paths["fi"]), "-o", str(out)]) == 0
+        runs.append(out)
+    summary = pd.read_csv(runs[0] / "summary.csv").iloc[0]
+    assert (summary.new, summary.enlarging, summary.resolved) == (1, 1, 1)
+    assert (summary.shrinking, summary["below-size"]) == (0, 0)
+    assert summary.stable == n_kept - 2
+    change = io.load(runs[0] / "change.nii.gz").data
+    for code in (1, 2):
+        a, b = change == code, truth == code
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.9, code
+    lesions = pd.read_csv(runs[0] / "lesions.csv")
+    assert {"centroid_x_mm", "centroid_y_mm", "centroid_z_mm"} <= set(lesions.columns)
+    for name in ("lesions.csv", "summary.csv", "transform.tfm"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+    for name in ("status.nii.gz", "change.nii.gz"):
+        np.testing.assert_array_equal(io.load(runs[0] / name).data,
+                                      io.load(runs[1] / name).data)
+
+
+@pytest.mark.parametrize("kind", ["image as mask", "probability map", "bad threshold",
+                                  "masks and --segment", "--segment without images"])
+def test_bad_inputs_are_refused_in_one_line(shared_data, tmp_path, capsys, kind):
+    folder = shared_data / BRAIN
+    flair = next(folder.glob("FLAIR_*.nii.gz"))
+    gold = next(folder.glob("GOLD_STANDARD_*.nii.gz"))
+    mask = io.load(gold)
+    soft = io.save_like((mask.data > 0) * 0.8, mask, tmp_path / "soft.nii.gz", np.float32)
+    out = tmp_path / "out"
+    argv = {"image as mask": ["-b", gold, "-f", flair],
+            "probability map": ["-b", gold, "-f", soft],
+            "bad threshold": ["-b", gold, "-f", soft, "--threshold", "1.5"],
+            "masks and --segment": ["-b", gold, "-f", gold, "--baseline-image", flair,
+                                    "--followup-image", flair, "--segment", "brain_lesion_flair"],
+            "--segment without images": ["--segment", "brain_lesion_flair"]}[kind]
+    assert main(["compare", *map(str, argv), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("msseg compare: error: ")
+    assert not out.exists()
+
+
+def test_probability_maps_with_threshold_no_register_and_a_poor_overlap_warning(tmp_path,
+                                                                                capsys):
+    base = np.zeros((30, 30, 30), np.float32)
+    _box(base, (5, 5, 5), (4, 4, 4))
+    follow = base.copy()
+    _box(follow, (20, 20, 20), (3, 3, 3))
+    paths = {}
+    for name, data, shift in (("b", base * 0.9, 0.0), ("f", follow * 0.7, 0.0),
+                              ("far", follow * 0.7, 25.0)):
+        affine = np.eye(4)
+        affine[0, 3] = shift
+        paths[name] = io.save(Image(data, affine), tmp_path / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    assert main(["compare", "-b", str(paths["b"]), "-f", str(paths["f"]), "--threshold", "0.5",
+                 "-o", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv").iloc[0]
+    assert (summary.new, summary.stable, summary.gained_mm3) == (1, 1, 27.0)
+    assert "overlap" not in capsys.readouterr().err
+    assert main(["compare", "-b", str(paths["b"]), "-f", str(paths["far"]), "--threshold",
+                 "0.5", "-o", str(tmp_path / "far")]) == 0
+    # voxel-centre boxes 29 mm wide, 25 mm apart along x: IoU = 4 / (2·29 − 4) = 7%
+    assert "fields of view overlap by 7%" in capsys.readouterr().err
+    # images already aligned: --no-register compares by the headers, no transform written
+    images = {k: io.save(Image(base + 1.0, np.eye(4)), tmp_path / f"{k}_img.nii.gz")
+              for k in ("b", "f")}
+    aligned = tmp_path / "aligned"
+    assert main(["compare", "-b", str(paths["b"]), "-f", str(paths["f"]), "--threshold", "0.5",
+                 "--baseline-image", str(images["b"]), "--followup-image", str(images["f"]),
+                 "--no-register", "-o", str(aligned)]) == 0
+    assert not (aligned / "transform.tfm").exists()
+    assert pd.read_csv(aligned / "summary.csv").iloc[0].new == 1

@@ -90,7 +90,11 @@ def _fmt(value, digits: int, is_text: bool) -> str:
     if value is None or (is_text and pd.isna(value)):
         return ""
     if isinstance(value, float):
-        return "nan" if value != value else f"{value:.{digits}g}"
+        if value != value:
+            return "nan"
+        if 10 ** digits <= abs(value) < 1e12:      # 53,350.2, not 5.335e+04
+            return f"{value:,.1f}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 
