@@ -287,3 +287,17 @@ def test_probability_maps_with_threshold_no_register_and_a_poor_overlap_warning(
                  "--no-register", "-o", str(aligned)]) == 0
     assert not (aligned / "transform.tfm").exists()
     assert pd.read_csv(aligned / "summary.csv").iloc[0].new == 1
+
+
+def test_segment_both_sessions_with_one_model(shared_data, tmp_path):
+    """--segment: the same FLAIR as both sessions, segmented by brain_lesion_flair on one
+    grid: every lesion stable, no voxel changed."""
+    flair = next((shared_data / BRAIN).glob("FLAIR_*.nii.gz"))
+    out = tmp_path / "out"
+    assert main(["compare", "--baseline-image", str(flair), "--followup-image", str(flair),
+                 "--segment", "brain_lesion_flair", "--no-register", "-o", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv").iloc[0]
+    assert summary.stable > 0 and summary.new == summary.resolved == summary.enlarging == 0
+    assert summary.gained_mm3 == summary.lost_mm3 == 0
+    assert not io.load(out / "change.nii.gz").data.any()
+    assert '"segment": "brain_lesion_flair"' in (out / "rules.json").read_text()
