@@ -172,8 +172,10 @@ def test_cross_dataset_runner_full_matrix(tmp_path):
     # a brain model through msseg segment: lesion mask in native space, no cord output
     image = pd.read_csv(out / "per_image.csv").image.iloc[0]
     seg_out = tmp_path / "seg"
+    # a 32 mm phantom with a non-zero background: neither a brain's field of view nor
+    # stripped, so the brain checks are waived by hand
     assert main(["segment", str(out / "runs" / "main" / "a" / "model"), "-i", image,
-                 "-o", str(seg_out)]) == 0
+                 "-o", str(seg_out), "--force", "--no-skull-strip"]) == 0
     stem = io.strip_nifti_suffix(image.rsplit("/", 1)[-1])
     names = {p.name for p in seg_out.iterdir()}
     assert f"{stem}_label-lesion_seg.nii.gz" in names
@@ -241,3 +243,68 @@ def test_cross_dataset_with_test_only_datasets_and_resnet_ablation(tmp_path):
     assert main([*argv[:3], "-o", str(refused), "--dataset", f"a={train}",
                  "--test", f"a={unseen}"]) == 1
     assert not refused.exists()
+
+
+def _raw_like(flair, seed: int = 0):
+    """A stripped FLAIR given a scanner's background back: noise where the brain is not."""
+    rng = np.random.default_rng(seed)
+    noise = np.abs(rng.normal(8.0, 3.0, flair.shape)).astype(np.float32) + 0.5
+    return flair.with_data(np.where(flair.data != 0, flair.data, noise).astype(np.float32))
+
+
+@pytest.mark.slow
+def test_brain_model_refuses_unstripped_scans_and_strips_with_a_mask(shared_data, tmp_path,
+                                                                      capsys):
+    """A raw-like FLAIR (patient 07 with a noisy background) is refused in one line; with its
+    brain mask, given on another grid (reoriented), the lesions are those of the stripped
+    scan, voxel for voxel, in the raw scan's header; --no-skull-strip lets it through."""
+    from msseg.preprocess.orient import reorient
+
+    folder = shared_data / "brain" / "3d-mr-ms" / "MNI" / "patient07"
+    path = next(folder.glob("FLAIR_*.nii.gz"))
+    flair = io.load(path)
+    raw = io.save(_raw_like(flair), tmp_path / "raw_FLAIR.nii.gz")
+    brain = io.save(reorient(flair.with_data((flair.data != 0).astype(np.uint8)), "PIR"),
+                    tmp_path / "raw_FLAIR_brainmask.nii.gz")
+    refused = tmp_path / "refused"
+    assert main(["segment", "brain_lesion_flair", "-i", str(raw), "-o", str(refused)]) == 1
+    err = capsys.readouterr().err
+    assert "does not look skull-stripped" in err and len(err.strip().splitlines()) == 1
+    assert not refused.exists()
+    stripped, masked = tmp_path / "stripped", tmp_path / "masked"
+    assert main(["segment", "brain_lesion_flair", "-i", str(path), "-o", str(stripped)]) == 0
+    assert main(["segment", "brain_lesion_flair", "-i", str(raw), "-o", str(masked),
+                 "--brain-mask", str(brain)]) == 0
+    ours = io.load(masked / "raw_FLAIR_label-lesion_seg.nii.gz")
+    theirs = io.load(stripped / f"{io.strip_nifti_suffix(path.name)}_label-lesion_seg.nii.gz")
+    np.testing.assert_array_equal(ours.data, theirs.data)
+    np.testing.assert_array_equal(ours.affine, io.load(raw).affine)
+    assert main(["segment", "brain_lesion_flair", "-i", str(raw), "-o", str(tmp_path / "n"),
+                 "--no-skull-strip"]) == 0
+
+
+@pytest.mark.parametrize("kind", ["spine field of view", "thick slices", "mask elsewhere"])
+def test_brain_model_refuses_inputs_it_does_not_fit(shared_data, tmp_path, capsys, kind):
+    folder = shared_data / "brain" / "3d-mr-ms" / "MNI" / "patient07"
+    flair = io.load(next(folder.glob("FLAIR_*.nii.gz")))
+    argv = []
+    if kind == "spine field of view":
+        path = shared_data / "spine/sct_2014_testing/errsm_24/t2/t2.nii.gz"    # 384×225×52 mm
+        message = "is not a brain's"
+    elif kind == "thick slices":
+        affine = flair.affine.copy()
+        affine[:3, 2] *= 5.0
+        path = io.save(Image(flair.data[:, :, ::5], affine), tmp_path / "thick.nii.gz")
+        message = "slices of 5.0 mm are thicker"
+    else:
+        path = io.save(flair, tmp_path / "flair.nii.gz")
+        affine = flair.affine.copy()
+        affine[:3, 3] += 1000.0
+        far = io.save(Image((flair.data > 0).astype(np.uint8), affine), tmp_path / "far.nii.gz")
+        argv = ["--brain-mask", str(far)]
+        message = "does not cover the image"
+    out = tmp_path / "out"
+    assert main(["segment", "brain_lesion_flair", "-i", str(path), "-o", str(out), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

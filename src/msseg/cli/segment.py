@@ -41,6 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "folder holding <image>_centerline / _seg / _label-SC_seg / _seg-manual…; "
                    "its centre of mass per slice places the crop, as SCT's -centerline file "
                    "(default: SCT's CNN1 heatmap + msseg's optimal path)")
+    p.add_argument("--brain-mask", nargs="+", type=Path, metavar="MASK",
+                   help="brain models: a brain mask per image (in order, any grid: resampled), "
+                   "or a folder holding <image>_brainmask / _desc-brain_mask…; the skull is "
+                   "removed with it before the model runs")
+    p.add_argument("--no-skull-strip", action="store_true",
+                   help="brain models: the images are already skull-stripped")
+    p.add_argument("--force", action="store_true",
+                   help="brain models: segment a field of view or slice thickness the model "
+                   "was not made for")
     p.add_argument("--morphometry", action="store_true",
                    help="also write X_morphometry.csv: the cord's CSA and shape per slice, as "
                    "sct_process_segmentation -perslice 1 (with --levels: each slice's level)")
@@ -109,11 +118,14 @@ def run(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.input)
     levels = _per_image(args.levels, inputs, LEVEL_SUFFIXES, "--levels", "level map")
     centerlines = _centerlines(args.centerline, inputs, model)
+    brain_masks = _per_image(args.brain_mask, inputs, BRAIN_MASK_SUFFIXES, "--brain-mask",
+                             "brain mask")
     figures = _qc_figures() if args.qc else None
     jobs = [Job(path, outdir, model.path, options, args.soft, args.qc, tuple(model.outputs),
                 args.overwrite, **_bids_fields(layout, path), task=args.task,
                 levels=levels.get(path), centerline=centerlines.get(path), figures=figures,
-                morphometry=args.morphometry)
+                morphometry=args.morphometry, brain_mask=brain_masks.get(path),
+                skull_stripped=args.no_skull_strip, force=args.force)
             for path in inputs]
     _plan(jobs, args.overwrite)
     if layout == "bids":
@@ -195,6 +207,7 @@ LEVEL_SUFFIXES = ("_levels", "_seg_labeled", "_label-SC_seg_labeled", "_seg-manu
                   "_labels-disc", "_labels-disc-manual", "_label-disc")
 
 
+BRAIN_MASK_SUFFIXES = ("_brainmask", "_desc-brain_mask", "_brain_mask", "_mask")
 CENTERLINE_SUFFIXES = ("_centerline", "_centerline-manual", "_label-centerline",
                        "_label-SC_seg", "_seg", "_seg-manual", "_label-SC_mask")
 

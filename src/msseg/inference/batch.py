@@ -54,6 +54,9 @@ class Job:
     # process or a Dask worker receives it by reference
     figures: Callable | None = None
     morphometry: bool = False                      # also the cord's CSA per slice
+    brain_mask: Path | None = None                 # brain models: strip the skull with it
+    skull_stripped: bool = False                   # brain models: the input is stripped
+    force: bool = False                            # brain models: skip the geometry checks
 
     @property
     def name(self) -> str:
@@ -94,6 +97,8 @@ class Job:
             options["centerline_file"] = str(self.centerline)
         if self.morphometry:
             options["morphometry"] = True
+        if self.brain_mask is not None:
+            options["brain_mask"] = str(self.brain_mask)
         return records.fingerprint(self.model, options, self.soft, self.masks)
 
     def state(self) -> records.State:
@@ -179,6 +184,13 @@ def _segment(job: Job, image, start: float) -> dict:
     levels = io.load(job.levels) if job.levels is not None else None  # bad map: nothing written
     centerline = io.load(job.centerline) if job.centerline is not None else None
     segmenter = _segmenter(job.model, job.options)
+    if getattr(segmenter.plan, "frame", None) == "resize":      # a brain model
+        from msseg.inference.brain import brain_input
+
+        mask = io.load(job.brain_mask) if job.brain_mask is not None else None
+        image = brain_input(image, str(job.image), mask, job.skull_stripped, job.force)
+    elif job.brain_mask is not None:
+        raise MssegError("--brain-mask: only brain models take one")
     if centerline is not None:
         result = segmenter.segment(image, str(job.image), centerline_mask=centerline)
     else:
