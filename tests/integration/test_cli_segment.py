@@ -417,3 +417,21 @@ def test_windows_run_around_the_cord_core_unless_the_margin_is_too_long():
             assert core is roi
         else:   # ±14 and ±24 voxels (7 mm, 12 mm) around x = 100
             assert widths == [2 * 14 + 1, 2 * 24 + 1]
+
+
+def test_lesion_ms_hands_t2star_scans_to_the_stronger_model(shared_data, tmp_path, capsys):
+    """lesion_ms on a T2*w scan (named _T2star): segmented by lesion_ms_axial_t2, voxel for
+    voxel, announced in one line; --no-fallback keeps lesion_ms."""
+    image = tmp_path / "sub-01_T2star.nii.gz"
+    shutil.copy(shared_data / "spine/sct_testing_data/t2s/t2s.nii.gz", image)
+    outs = {}
+    for name, argv in (("fallback", ["lesion_ms"]), ("axial", ["lesion_ms_axial_t2"]),
+                       ("own", ["lesion_ms", "--no-fallback"])):
+        outs[name] = tmp_path / name
+        assert segment(argv[0], "-i", image, "-o", outs[name], *argv[1:]) == 0
+        printed = capsys.readouterr().out
+        assert ("segmented with lesion_ms_axial_t2" in printed) == (name == "fallback")
+    for mask in ("label-SC_seg", "label-lesion_seg"):
+        a, b = (io.load(outs[k] / f"sub-01_T2star_{mask}.nii.gz").data for k in ("fallback",
+                                                                                  "axial"))
+        np.testing.assert_array_equal(a, b)
