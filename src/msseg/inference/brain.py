@@ -51,7 +51,7 @@ def _check_geometry(image: Image, name: str) -> None:
         raise MssegError(f"{name}: a field of view of {' × '.join(f'{s:.0f}' for s in sides)} "
                          f"mm is not a brain's (each side {low:.0f}–{high:.0f} mm); --force "
                          "to segment it anyway")
-    if spacing.max() > MAX_SLICE_MM:
+    if spacing.max() > MAX_SLICE_MM + 1e-3:          # 3 mm stored as 3.0000001: allowed
         raise MssegError(f"{name}: slices of {spacing.max():.1f} mm are thicker than the model "
                          f"supports ({MAX_SLICE_MM:.0f} mm; trained at 1 mm isotropic); --force "
                          "to segment it anyway")
