@@ -176,26 +176,31 @@ def _warn_if_apart(baseline, followup) -> None:
 def _segment_and_compare(args: argparse.Namespace, images, rules):
     """Register the follow-up image to the baseline, resample it onto the baseline grid,
     segment both with one model, then compare the masks on that grid."""
+    from dataclasses import replace
+
     from msseg.inference.options import SegmentOptions
     from msseg.inference.segment import make_segmenter
     from msseg.longitudinal import compare, image_on_baseline, register_rigid
     from msseg.models.registry import find_model
 
     baseline_image, followup_image = images
+    segmenter = make_segmenter(find_model(args.segment), SegmentOptions(threads=args.threads))
+    if getattr(segmenter.plan, "frame", None) == "resize":      # a brain model: its checks
+        from msseg.inference.brain import brain_input
+
+        for image, path in zip(images, (args.baseline_image, args.followup_image),
+                               strict=True):
+            brain_input(image, str(path))
     transform = register_rigid(baseline_image, followup_image, args.threads) \
         if args.register else None
     moved = image_on_baseline(followup_image, baseline_image, transform)
-    segmenter = make_segmenter(find_model(args.segment), SegmentOptions(threads=args.threads))
     masks = []
     for image, name in ((baseline_image, "baseline"), (moved, "follow-up")):
         result = segmenter.segment(image, name)
         if "lesion" not in result.masks:
             raise MssegError(f"{args.segment}: the task has no lesion output")
         masks.append(result.masks["lesion"])
-    out = compare(masks[0], masks[1], rules=rules)
-    from dataclasses import replace
-
-    return replace(out, transform=transform)
+    return replace(compare(masks[0], masks[1], rules=rules), transform=transform)
 
 
 COLOURS = {1: "red", 2: "orange", 3: "lime", 4: "cyan", 5: "magenta", 6: "yellow"}
