@@ -123,6 +123,16 @@ def _axis_hits(mask: np.ndarray) -> list[np.ndarray]:
             np.flatnonzero(mask.any(axis=tuple(range(mask.ndim - 1))))]
 
 
+def same_grid(a: Image, b: Image) -> bool:
+    """Whether two images share a voxel grid: the same 3D shape and affine (to 1e-3)."""
+    return a.shape[:3] == b.shape[:3] and bool(np.allclose(a.affine, b.affine, atol=1e-3))
+
+
+def closest_axis(image: Image, world: int) -> int:
+    """Index of the voxel axis closest to world axis ``world`` (0 R–L, 1 A–P, 2 S–I)."""
+    return int(np.argmax(np.abs(image.affine[world, :3]) / np.asarray(image.spacing)))
+
+
 def si_axis(image: Image) -> int:
     """Index of the voxel axis closest to superior-inferior."""
-    return int(np.argmax(np.abs(image.affine[2, :3]) / np.asarray(image.spacing)))
+    return closest_axis(image, 2)

@@ -518,3 +518,14 @@ def write_csvs_together(tables: list[tuple[object, Path]]) -> None:
 def write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file (JSON records) atomically."""
     return replace_atomically(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def write_png(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as a PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return replace_atomically(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi,
+                                                                      format="png"))
+    finally:
+        plt.close(fig)

@@ -9,7 +9,7 @@ import cc3d
 import numpy as np
 import pandas as pd
 
-from msseg.image import Image, si_axis
+from msseg.image import Image, closest_axis, si_axis
 from msseg.lesion_measures import COLUMNS as CORD_COLUMNS
 from msseg.lesion_measures import lesion_measures
 from msseg.preprocess.orient import to_rpi
@@ -79,7 +79,7 @@ def lesion_table(lesion: Image, probability: Image | None = None,
 
 def _native_rl_index(native: Image, rpi: Image, x: np.ndarray) -> np.ndarray:
     """RPI R–L positions (voxels) as indices of ``native``'s own axis closest to R–L."""
-    axis = int(np.argmax(np.abs(native.affine[0, :3]) / np.asarray(native.spacing)))
+    axis = closest_axis(native, 0)
     points = np.column_stack([x, np.zeros((len(x), 2)), np.ones(len(x))])
     world = points @ rpi.affine.T
     return (world @ np.linalg.inv(native.affine).T)[:, axis]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from msseg.errors import MssegError
-from msseg.image import Image, si_axis
+from msseg.image import Image, same_grid, si_axis
 from msseg.preprocess.orient import to_rpi
 
 POINT_MAX_VOXELS = 27
@@ -65,8 +65,7 @@ def slice_levels(levels: Image, rule: str = "mode") -> np.ndarray:
 
 def check_same_grid(levels: Image, image: Image) -> None:
     """A one-line error unless the level map lies on ``image``'s voxel grid."""
-    if levels.shape[:3] != image.shape[:3] or not np.allclose(levels.affine, image.affine,
-                                                               atol=1e-3):
+    if not same_grid(levels, image):
         raise MssegError(f"the level map ({'×'.join(map(str, levels.shape[:3]))}) is not on "
                          f"the image's grid ({'×'.join(map(str, image.shape[:3]))}); bring "
                          "it to the image's space first (e.g. sct_register_multimodal)")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from msseg.errors import MssegError
-from msseg.image import Image
+from msseg.image import Image, same_grid
 from msseg.preprocess.resample import resample_to_grid
 
 STATUS_CODES = {"new": 1, "enlarging": 2, "stable": 3, "shrinking": 4, "resolved": 5,
@@ -227,8 +227,7 @@ def compare(baseline: Image, followup: Image, baseline_image: Image | None = Non
     if baseline_image is not None and register:
         for mask, image, name in ((baseline, baseline_image, "baseline"),
                                   (followup, followup_image, "follow-up")):
-            if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine,
-                                                                     atol=1e-3):
+            if not same_grid(mask, image):
                 raise MssegError(f"the {name} lesion mask is not on its image's grid")
         transform = register_rigid(baseline_image, followup_image, threads)
     moved = mask_on_baseline(followup, baseline, transform)

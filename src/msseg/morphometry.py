@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from msseg.errors import MssegError
-from msseg.image import Image
+from msseg.image import Image, same_grid
 from msseg.preprocess.orient import to_rpi
 
 NEAR_ZERO = 1e-6       # SCT's threshold for "empty" (resampling turns 0 into ~1e-16)
@@ -25,6 +25,15 @@ MEASURES = ("area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse"
             "length")
 
 
+def slice_centres(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The axial slices holding a non-zero voxel of ``mask`` (RPI) and, per slice, the mean
+    x and y of those voxels (SCT's per-slice centre of the mask, unweighted)."""
+    x, y, z = np.nonzero(mask)
+    zs = np.unique(z)
+    return (zs, np.array([x[z == k].mean() for k in zs]),
+            np.array([y[z == k].mean() for k in zs]))
+
+
 def centerline_slopes(mask: np.ndarray, dz: float, smooth: float = SMOOTH,
                       every_slice: bool = False, spanned: int | None = None
                       ) -> dict[int, tuple[float, float]]:
@@ -35,12 +44,9 @@ def centerline_slopes(mask: np.ndarray, dz: float, smooth: float = SMOOTH,
     over ``spanned`` slices (default: the slices the output covers)."""
     from scipy.interpolate import splev, splrep
 
-    x, y, z = np.nonzero(mask)
-    if z.size == 0:
+    zs, xm, ym = slice_centres(mask)
+    if zs.size == 0:
         return {}
-    zs = np.unique(z)
-    xm = np.array([x[z == k].mean() for k in zs])
-    ym = np.array([y[z == k].mean() for k in zs])
     zref = np.arange(mask.shape[2]) if every_slice else np.arange(zs.min(), zs.max() + 1)
     degree = 3 if len(zs) > 3 else 1
     s = (len(zs) / (spanned or len(zref))) ** 2 * smooth * dz / 3.0
@@ -285,16 +291,13 @@ def pmj_distances(mask: Image, pmj: Image) -> dict[int, float]:
     ``round_up_to_odd(50 mm / dz)`` slices (the signal extended by central symmetry at both
     ends), turned into world points, and the distance is the length of the polyline from the
     top (the PMJ's end) down to the slice."""
-    if pmj.shape[:3] != mask.shape[:3] or not np.allclose(pmj.affine, mask.affine, atol=1e-3):
+    if not same_grid(pmj, mask):
         raise MssegError("the PMJ label is not on the cord mask's grid")
     rpi, label = to_rpi(mask), to_rpi(pmj)
     both = np.asarray(rpi.data, np.float64) + np.asarray(label.data, np.float64)
     if not (label.data > 0).any():
         raise MssegError("the PMJ label is empty")
-    x, y, z = np.nonzero(both)
-    zs = np.unique(z)
-    xm = np.array([x[z == k].mean() for k in zs])
-    ym = np.array([y[z == k].mean() for k in zs])
+    zs, xm, ym = slice_centres(both)
     zref = np.arange(zs.min(), zs.max() + 1)
     window = int(np.ceil(PMJ_SMOOTH_MM / rpi.spacing[2]) // 2 * 2 + 1)
     xs = _hanning_smoothed(np.interp(zref, zs, xm), window)

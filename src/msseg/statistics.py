@@ -15,6 +15,7 @@ import scikit_posthocs as sp
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from msseg import io
 from msseg.errors import MssegError
 
 COLUMNS = ["test", "group_a", "group_b", "statistic", "p_value", "p_adjusted", "n"]
@@ -155,8 +156,4 @@ def raincloud(groups: Mapping[str, pd.Series], metric: str, path: Path) -> Path:
     ax.set_ylabel(metric)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return io.write_png(fig, path)

@@ -148,13 +148,16 @@ def _binary(mask, path: Path, threshold: float | None):
     """A 0/1 lesion mask; a probability map with --threshold; anything else refused."""
     import numpy as np
 
-    values = np.unique(mask.data)
+    from msseg.evaluation.engine import is_binary
+
     if threshold is not None:
-        if values.min() < 0 or values.max() > 1:
-            raise MssegError(f"{path}: values {values.min():g}–{values.max():g} are not "
+        low, high = float(mask.data.min()), float(mask.data.max())
+        if low < 0 or high > 1:
+            raise MssegError(f"{path}: values {low:g}–{high:g} are not "
                              "probabilities (0–1): --threshold needs a probability map")
         return mask.with_data((mask.data > threshold).astype(np.uint8))
-    if not set(values.tolist()) <= {0, 1}:
+    if not is_binary(mask.data):
+        values = np.unique(mask.data)
         kind = "a probability map" if values.max() <= 1 else "not a lesion mask (an image?)"
         raise MssegError(f"{path}: not binary ({len(values)} distinct values, up to "
                          f"{values.max():g}): {kind}; give a 0/1 mask, or --threshold T")

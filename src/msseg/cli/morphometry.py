@@ -233,18 +233,17 @@ def _lesion_rows(scan: str, cord, path: Path):
     import numpy as np
 
     from msseg import io
+    from msseg.evaluation.engine import is_binary
+    from msseg.image import same_grid
     from msseg.lesion_table import lesion_table
-    from msseg.levels import check_same_grid
 
     lesion = io.load(path)
-    values = np.unique(lesion.data)
-    if not set(values.tolist()) <= {0, 1}:
+    if not is_binary(lesion.data):
+        values = np.unique(lesion.data)
         raise MssegError(f"{path}: a lesion mask must be binary (values {values[:5].tolist()}"
                          f"…); threshold a probability map first")
-    try:
-        check_same_grid(cord, lesion)
-    except MssegError:
-        raise MssegError(f"{path}: not on the grid of its cord mask") from None
+    if not same_grid(cord, lesion):
+        raise MssegError(f"{path}: not on the grid of its cord mask")
     table = lesion_table(lesion, cord=cord)
     return table.assign(scan=scan)
 

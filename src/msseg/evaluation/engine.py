@@ -164,14 +164,14 @@ def load_mask(path: Path, label: int | None) -> Image:
     data = image.data
     if label is not None:
         return image.with_data(data == label)
-    if not _is_binary(data):
+    if not is_binary(data):
         values = np.unique(data)
         shown = ", ".join(f"{v:g}" for v in values[:6]) + (" …" if values.size > 6 else "")
         raise MssegError(f"{path}: mask is not binary (values {shown}); choose one with --label")
     return image.with_data(data.astype(bool))
 
 
-def _is_binary(data: np.ndarray) -> bool:
+def is_binary(data: np.ndarray) -> bool:
     """All values 0 or 1 (cheap for integer types: a min/max pass instead of a sort)."""
     if data.dtype == bool:
         return True

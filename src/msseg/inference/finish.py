@@ -121,7 +121,7 @@ def _lesion_table_in(box: tuple[slice, ...], image: Image, masks: dict[str, Imag
                      probability: Image | None) -> pd.DataFrame:
     """:func:`msseg.lesion_table.lesion_table` computed on the box (world positions follow the
     cropped affine), slice indices shifted back to the whole image."""
-    from msseg.image import si_axis
+    from msseg.image import closest_axis, si_axis
 
     crop = {n: m.crop(box) for n, m in masks.items()}
     k = si_axis(image)
@@ -132,6 +132,6 @@ def _lesion_table_in(box: tuple[slice, ...], image: Image, masks: dict[str, Imag
     for column in ("slice_min", "slice_max"):
         table[column] = table[column] + int(box[k].start)
     if "midsagittal_slice" in table:
-        rl = int(np.argmax(np.abs(image.affine[0, :3]) / np.asarray(image.spacing)))
+        rl = closest_axis(image, 0)
         table["midsagittal_slice"] = table["midsagittal_slice"] + int(box[rl].start)
     return table

@@ -110,16 +110,10 @@ def sankey(counts: pd.DataFrame, path: Path,
 
 def _save(fig, path: Path) -> Path:
     """PNG at 120 dpi, written atomically."""
-    import matplotlib.pyplot as plt
-
     from msseg import io
 
     fig.tight_layout()
-    try:
-        return io.replace_atomically(Path(path), lambda tmp: fig.savefig(tmp, dpi=120,
-                                                                         format="png"))
-    finally:
-        plt.close(fig)
+    return io.write_png(fig, path)
 
 
 def _node_spans(counts, levels, gap: float) -> dict[tuple[int, str], tuple[float, float]]:

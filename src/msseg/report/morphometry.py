@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from msseg import io
+
 
 def csa_per_level(table: pd.DataFrame, path: Path) -> Path:
     """CSA (``mean_area``, mm²) per level, superior levels on the left: one thin line per scan
@@ -39,8 +41,4 @@ def csa_per_level(table: pd.DataFrame, path: Path) -> Path:
     if table["scan"].nunique() <= 12:
         ax.legend(fontsize=10, loc="best")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return io.write_png(fig, path)
