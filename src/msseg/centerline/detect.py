@@ -24,7 +24,7 @@ class CenterlineOptions:
     cost: PathCost = PathCost()  # optimal path bridges the slices in between
     refine: bool = True          # a candidate's position: its component's centre of mass
     thick_smoothing: bool = True  # raise the smoothing towards a slice on thick slices
-    coarse_step_mm: float = 20.0  # CNN1 on whole slices this far apart first (0: all whole)
+    coarse_step_mm: float = 40.0  # CNN1 on whole slices this far apart first (0: all whole)
     window_mm: float = 64.0      # ... then on squares this wide around their path
 
     def slices(self, nz: int, dz: float) -> np.ndarray:

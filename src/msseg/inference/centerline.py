@@ -2,7 +2,7 @@
 baseline) + optimal path (the geometry itself, model-free, is :mod:`msseg.centerline`).
 
 The image is reoriented to RPI and resampled to CNN1's in-plane spacing (0.5 mm), keeping its
-axial slices; the heatmap is CNN1's output on whole slices 20 mm apart, then on squares around
+axial slices; the heatmap is CNN1's output on whole slices 40 mm apart, then on squares around
 the path through them (:meth:`CenterlineFinder.find`; or
 :func:`~msseg.centerline.detect.intensity_heatmap`); the optimal path through its candidates is
 one smooth point per axial slice. Points are returned on

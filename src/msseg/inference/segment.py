@@ -89,7 +89,8 @@ class Segmenter:
                                       self.plan.dims, len(self.plan.regions),
                                       self.options.batch_size or 4, roi=roi,
                                       mirror_axes=(0,) if self.options.tta else (),
-                                      touch=core)
+                                      touch=core,
+                                      central=core is not None and self.plan.dims == 2)
 
     def _tube_predict(self, work: Image, world: np.ndarray) -> np.ndarray:
         tube = Tube.around(centres_on_grid(world, work.affine, work.shape[2]),
@@ -137,7 +138,7 @@ class Segmenter:
             patch = tuple(self.plan.patch_size)
             if self.plan.dims == 2:   # slices first, as the 2D runner takes them
                 z, x, y = windows_box((shape[2], *shape[:2]), patch,
-                                      (found[2], *found[:2]))
+                                      (found[2], *found[:2]), central=True)
                 box = (x, y, z)
             else:
                 box = windows_box(shape, patch, found)
@@ -145,10 +146,11 @@ class Segmenter:
         return Image(data, affine), roi, core
 
     def _core(self, shape, affine, world: np.ndarray, roi: np.ndarray) -> np.ndarray:
-        """The windows to run: those touching the cord's half-width around the centerline
-        (``CORD_HALF_WIDTH_MM``). Every voxel of the margin beyond it lies in one of them
-        while the margin is shorter than a window minus its step (then ``roi`` itself): the
-        margin's values blend those windows only, the core's are exactly the whole pass's."""
+        """The windows to run: those whose centre part meets the cord's half-width around the
+        centerline (``CORD_HALF_WIDTH_MM``; 3D models: those touching it). Every voxel of the
+        margin beyond it lies in one of them while the margin is shorter than a window minus
+        its step (then ``roi`` itself): the margin's values blend those windows only, the
+        core's are the whole pass's but for windows weighing under 2% there."""
         patch = self.plan.patch_size[:2] if self.plan.dims == 2 else self.plan.patch_size
         spacing = spacing_from_affine(affine)[:len(patch)]
         margin = np.ceil(self.options.crop_margin_mm / spacing)
