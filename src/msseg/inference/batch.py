@@ -57,6 +57,7 @@ class Job:
     brain_mask: Path | None = None                 # brain models: strip the skull with it
     skull_stripped: bool = False                   # brain models: the input is stripped
     force: bool = False                            # brain models: skip the geometry checks
+    locations: str = "off"                         # brain models: auto | mni | register | off
 
     @property
     def name(self) -> str:
@@ -99,6 +100,8 @@ class Job:
             options["morphometry"] = True
         if self.brain_mask is not None:
             options["brain_mask"] = str(self.brain_mask)
+        if self.locations != "off":
+            options["locations"] = self.locations
         return records.fingerprint(self.model, options, self.soft, self.masks)
 
     def state(self) -> records.State:
@@ -197,6 +200,15 @@ def _segment(job: Job, image, start: float) -> dict:
         result = segmenter.segment(image, str(job.image))
     table = lesion_positions(result.table, result.lesion, job.name, levels) \
         if result.lesion is not None else result.table
+    located = {}
+    if job.locations != "off" and result.lesion is not None:
+        from msseg.lesion_location import atlas_on_scan, location_summary, with_locations
+        from msseg.progress import stderr
+
+        tissue, how = atlas_on_scan(image, job.locations,
+                                    say=lambda line: stderr().print(f"{job.name}: {line}"))
+        table = with_locations(table, result.lesion, tissue)
+        located = {"location_atlas": how.split(" ")[0], **location_summary(table)}
     if job.qcdir is not None and job.figures is not None:
         job.figures(job.name, image, result.cord, result.lesion, job.qcdir)
     for name in job.masks:
@@ -212,8 +224,8 @@ def _segment(job: Job, image, start: float) -> dict:
         io.write_csv(_morphometry(result.cord, levels), out["morphometry"])
     cord_mm3 = (float(result.cord.data.sum()) * image.voxel_volume_mm3
                 if result.cord is not None else float("nan"))
-    return _row(job.name, "ok", table if "lesion" in job.masks else None, cord_mm3,
-                time.perf_counter() - start)
+    return {**_row(job.name, "ok", table if "lesion" in job.masks else None, cord_mm3,
+                   time.perf_counter() - start), **located}
 
 
 def _morphometry(cord, levels) -> pd.DataFrame:
@@ -275,8 +287,11 @@ def _row(name, status, table=None, cord_mm3=float("nan"), seconds=0.0, error="")
 
 def folder_summary(outdir: Path) -> pd.DataFrame:
     """``summary.csv``'s table: every finished scan recorded in the folder (this run's, earlier
-    runs', concurrent runs'), sorted by scan."""
-    return pd.DataFrame(records.finished_rows(outdir), columns=list(SUMMARY_COLUMNS))
+    runs', concurrent runs'), sorted by scan; columns some scans add (brain lesion locations)
+    before ``error``."""
+    rows = records.finished_rows(outdir)
+    extra = list(dict.fromkeys(k for row in rows for k in row if k not in SUMMARY_COLUMNS))
+    return pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS[:-1], *extra, SUMMARY_COLUMNS[-1]])
 
 
 def write_folder_summary(outdir: Path) -> pd.DataFrame:
