@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from msseg import io
+from msseg.evaluation.voxel import dice
 from msseg.experiments.holdout import markdown_table
 from msseg.image import Image
 from msseg.inference.options import SegmentOptions
@@ -38,11 +39,6 @@ from msseg.preprocess.registration import register, resample_through
 from msseg.preprocess.resample import resample_to_grid
 
 FLAIR = "FLAIR_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2 * int((a & b).sum()) / total if total else 1.0
 
 
 def rigid(angle_deg: float, shift_mm, centre) -> np.ndarray:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from msseg.errors import MssegError
 from msseg.image import Image, same_grid
-from msseg.preprocess.registration import register, to_sitk
+from msseg.preprocess.registration import register, resample_through
 from msseg.preprocess.resample import resample_to_grid
 
 STATUS_CODES = {"new": 1, "enlarging": 2, "stable": 3, "shrinking": 4, "resolved": 5,
@@ -49,15 +49,7 @@ def register_rigid(fixed: Image, moving: Image, threads: int = 0):
 def mask_on_baseline(followup: Image, baseline: Image, transform=None) -> Image:
     """The follow-up mask on the baseline grid: through ``transform`` (SimpleITK, baseline
     points -> follow-up points), else by world coordinates; linear, ≥ 0.5."""
-    values = followup.with_data(np.asarray(followup.data > 0, np.float32))
-    if transform is None:
-        moved = resample_to_grid(values, baseline.shape[:3], baseline.affine, order=1).data
-    else:
-        import SimpleITK as sitk
-
-        out = sitk.Resample(to_sitk(values), to_sitk(baseline), transform, sitk.sitkLinear,
-                            0.0, sitk.sitkFloat32)
-        moved = sitk.GetArrayFromImage(out).transpose(2, 1, 0)
+    moved = image_on_baseline(followup.with_data(followup.data > 0), baseline, transform).data
     return baseline.with_data((moved >= 0.5).astype(np.uint8))
 
 
@@ -68,11 +60,7 @@ def image_on_baseline(image: Image, baseline: Image, transform=None) -> Image:
     if transform is None:
         return baseline.with_data(resample_to_grid(values, baseline.shape[:3], baseline.affine,
                                                    order=1).data)
-    import SimpleITK as sitk
-
-    out = sitk.Resample(to_sitk(values), to_sitk(baseline), transform, sitk.sitkLinear, 0.0,
-                        sitk.sitkFloat32)
-    return baseline.with_data(sitk.GetArrayFromImage(out).transpose(2, 1, 0))
+    return resample_through(values, baseline, transform)
 
 
 def classify(baseline: np.ndarray, followup: np.ndarray, voxel_mm3: float,

@@ -10,7 +10,8 @@ import pytest
 from msseg import io
 from msseg.cli.main import main
 from msseg.image import Image
-from msseg.longitudinal import Rules, classify, compare, mask_on_baseline, to_sitk
+from msseg.longitudinal import Rules, classify, compare, mask_on_baseline
+from msseg.preprocess.registration import to_sitk
 
 
 def _box(mask, corner, size):

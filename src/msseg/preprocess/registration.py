@@ -77,8 +77,7 @@ def _run(f, m, initial, threads: int, shrink: tuple[int, ...]):
     # ITK sums the metric's per-thread parts in an order that varies: one thread (unless
     # asked otherwise) makes two runs agree to the last bit
     method.SetNumberOfThreads(threads or 1)
-    out = method.Execute(f, m)
-    return out.GetNthTransform(0) if hasattr(out, "GetNthTransform") else out
+    return method.Execute(f, m).GetNthTransform(0)   # the optimised transform itself
 
 
 def resample_through(image: Image, grid: Image, transform, labels: bool = False) -> Image:
