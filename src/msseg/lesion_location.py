@@ -126,12 +126,11 @@ def atlas_on_scan(image: Image, mode: str = "auto", threads: int = 0,
     overlap = _dice(direct > 0, np.asarray(image.data) != 0)
     if mode == "mni" or (mode == "auto" and overlap >= MNI_DICE):
         return direct.astype(np.uint8), f"mni (brain overlap with the atlas {overlap:.2f})"
-    fixed = image.with_data(np.asarray(image.data, np.float32))
     if say is not None:
         say(f"registering the MNI152 atlas to the scan for lesion locations (brain overlap "
             f"{overlap:.2f} by world coordinates; about 25 s)")
-    transform = register(fixed, template(), "affine", threads)
-    moved = resample_through(atlas, fixed, transform, labels=True).data
+    transform = register(image, template(), "affine", threads)   # float32 inside
+    moved = resample_through(atlas, image, transform, labels=True).data
     return moved.astype(np.uint8), (f"register (brain overlap with the atlas by world "
                                     f"coordinates {overlap:.2f}: MNI152 registered to the scan)")
 
