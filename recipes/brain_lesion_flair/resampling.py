@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from msseg import io
+from msseg.data.brain_synthesis import scanner_grid
 from msseg.evaluation.voxel import dice
 from msseg.experiments.holdout import markdown_table
 from msseg.image import Image
@@ -39,15 +40,6 @@ from msseg.preprocess.registration import register, resample_through
 from msseg.preprocess.resample import resample_to_grid
 
 FLAIR = "FLAIR_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"
-
-
-def rigid(angle_deg: float, shift_mm, centre) -> np.ndarray:
-    t = np.radians(angle_deg)
-    rot = np.eye(4)
-    rot[1:3, 1:3] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
-    to, back = np.eye(4), np.eye(4)
-    to[:3, 3], back[:3, 3] = -np.asarray(centre), np.asarray(centre) + np.asarray(shift_mm)
-    return back @ rot @ to
 
 
 def on_reference(mask: np.ndarray, sampled_at: np.ndarray, ref: Image, order: int) -> np.ndarray:
@@ -82,15 +74,8 @@ def main() -> None:
         shifted = Image(resample_to_grid(flair, flair.shape, one, order=0).data, one)
         row["one-voxel shift"] = dice(on_reference(
             segmenter.segment(shifted).lesion.data, one, flair, 0), ref)
-        centre = (flair.affine @ np.array([*(np.array(flair.shape) - 1) / 2, 1.0]))[:3]
-        motion = np.linalg.inv(rigid(8.0, (5.0, -4.0, 6.0), centre))
         for spacing in ((1.0, 1.0, 1.0), (0.7, 0.7, 3.0)):
-            spacing = np.asarray(spacing)
-            shape = tuple(int(n) for n in np.ceil(np.array(flair.shape) *
-                                                  np.asarray(flair.spacing) / spacing))
-            grid = np.diag([*spacing, 1.0])
-            grid[:3, 3] = centre - spacing * (np.array(shape) - 1) / 2
-            sampled_at = motion @ grid
+            shape, grid, sampled_at = scanner_grid(flair.shape, flair.affine, spacing)
             native = Image(resample_to_grid(flair, shape, sampled_at, order=1).data, grid)
             name = "×".join(f"{s:g}" for s in spacing)
             row[f"moved {name}, native"] = dice(on_reference(

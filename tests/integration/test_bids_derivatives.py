@@ -179,3 +179,25 @@ def test_levels_flag_adds_levels_and_cohort_summary(tiny_model, tmp_path):
                  "--levels", str(wrong)]) == 1
     assert main(["segment", str(model), "-i", str(images[1]), str(images[2]), "-o",
                  str(tmp_path / "o3"), "--levels", str(wrong)]) == 1
+
+
+@pytest.mark.slow
+def test_a_brain_model_writes_the_brain_it_saw_as_a_bids_mask(shared_data, tmp_path):
+    """brain_lesion_flair on a BIDS dataset (3D-MR-MS patient 07's stripped FLAIR): the brain
+    mask is a schema-valid derivative with a sidecar, and holds the scan's non-zero voxels."""
+    root = tmp_path / "ds"
+    anat = root / "sub-07" / "anat"
+    anat.mkdir(parents=True)
+    source = next((shared_data / "brain/3d-mr-ms/MNI/patient07").glob("FLAIR_*.nii.gz"))
+    shutil.copy(source, anat / "sub-07_FLAIR.nii.gz")
+    (root / "dataset_description.json").write_text(json.dumps(
+        {"Name": "3d-mr-ms", "BIDSVersion": "1.10.0", "DatasetType": "raw"}))
+    assert main(["segment", "brain_lesion_flair", "-i", str(root), "--locations", "off"]) == 0
+    deriv = root / "derivatives" / "msseg"
+    assert schema_problems(deriv) == []
+    out = deriv / "sub-07" / "anat"
+    brain = io.load(out / "sub-07_label-brain_desc-FLAIR_mask.nii.gz")
+    np.testing.assert_array_equal(brain.data, io.load(source).data != 0)
+    sidecar = json.loads((out / "sub-07_label-brain_desc-FLAIR_mask.json").read_text())
+    assert sidecar["Sources"] == ["bids:raw:sub-07/anat/sub-07_FLAIR.nii.gz"]
+    assert "Threshold" not in sidecar and sidecar["Description"].startswith("brain")

@@ -268,10 +268,13 @@ def _raw_like(flair, seed: int = 0):
 
 @pytest.mark.slow
 def test_brain_model_refuses_unstripped_scans_and_strips_with_a_mask(shared_data, tmp_path,
-                                                                      capsys):
-    """A raw-like FLAIR (patient 07 with a noisy background) is refused in one line; with its
-    brain mask, given on another grid (reoriented), the lesions are those of the stripped
-    scan, voxel for voxel, in the raw scan's header; --no-skull-strip lets it through."""
+                                                                      capsys, monkeypatch):
+    """A raw-like FLAIR (patient 07 with a noisy background) without brainextractor is
+    refused in one line; with its brain mask, given on another grid (reoriented), the lesions
+    are those of the stripped scan, voxel for voxel, in the raw scan's header, and the mask
+    is written on the scan's grid; --no-skull-strip lets it through."""
+    import importlib.util
+
     from msseg.preprocess.orient import reorient
 
     folder = shared_data / "brain" / "3d-mr-ms" / "MNI" / "patient07"
@@ -281,9 +284,15 @@ def test_brain_model_refuses_unstripped_scans_and_strips_with_a_mask(shared_data
     brain = io.save(reorient(flair.with_data((flair.data != 0).astype(np.uint8)), "PIR"),
                     tmp_path / "raw_FLAIR_brainmask.nii.gz")
     refused = tmp_path / "refused"
-    assert main(["segment", "brain_lesion_flair", "-i", str(raw), "-o", str(refused)]) == 1
+    with monkeypatch.context() as patch:
+        real = importlib.util.find_spec
+        patch.setattr(importlib.util, "find_spec", lambda name, *a: None
+                      if name == "brainextractor" else real(name, *a))
+        assert main(["segment", "brain_lesion_flair", "-i", str(raw), "-o",
+                     str(refused)]) == 1
     err = capsys.readouterr().err
-    assert "does not look skull-stripped" in err and len(err.strip().splitlines()) == 1
+    assert "does not look skull-stripped" in err and "msseg[brain]" in err
+    assert len(err.strip().splitlines()) == 1
     assert not refused.exists()
     stripped, masked = tmp_path / "stripped", tmp_path / "masked"
     off = ["--locations", "off"]   # lesion locations: tested with the two patients
@@ -295,6 +304,8 @@ def test_brain_model_refuses_unstripped_scans_and_strips_with_a_mask(shared_data
     theirs = io.load(stripped / f"{io.strip_nifti_suffix(path.name)}_label-lesion_seg.nii.gz")
     np.testing.assert_array_equal(ours.data, theirs.data)
     np.testing.assert_array_equal(ours.affine, io.load(raw).affine)
+    written = io.load(masked / "raw_FLAIR_desc-brain_mask.nii.gz")
+    np.testing.assert_array_equal(written.data, flair.data != 0)
     assert main(["segment", "brain_lesion_flair", "-i", str(raw), "-o", str(tmp_path / "n"),
                  "--no-skull-strip", *off]) == 0
 

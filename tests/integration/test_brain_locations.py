@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from msseg import io
+from msseg.data.brain_synthesis import scanner_grid
 from msseg.image import Image
 from msseg.lesion_location import CLASSES, atlas_on_scan, classify
 from msseg.preprocess.resample import resample_to_grid
@@ -23,15 +24,6 @@ def _class_map(lesion: np.ndarray, tissue: np.ndarray) -> np.ndarray:
     return codes[labels]
 
 
-def _rigid(angle_deg: float, shift_mm, centre) -> np.ndarray:
-    t = np.radians(angle_deg)
-    rot = np.eye(4)
-    rot[1:3, 1:3] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]   # about the L-R axis
-    to, back = np.eye(4), np.eye(4)
-    to[:3, 3], back[:3, 3] = -np.asarray(centre), np.asarray(centre) + np.asarray(shift_mm)
-    return back @ rot @ to
-
-
 @pytest.mark.slow
 def test_locations_on_a_moved_anisotropic_scan_agree_with_mni_space(shared_data):
     """The atlas is registered to the scan both times (the patient's brain, rigidly in MNI
@@ -44,13 +36,7 @@ def test_locations_on_a_moved_anisotropic_scan_agree_with_mni_space(shared_data)
     assert how.startswith("register")
     reference = flair.with_data(_class_map(lesion, tissue))
 
-    spacing = np.array([0.7, 0.7, 3.0])
-    extent = np.array(flair.shape) * np.asarray(flair.spacing)
-    shape = tuple(int(n) for n in np.ceil(extent / spacing))
-    centre = (flair.affine @ np.array([*(np.array(flair.shape) - 1) / 2, 1.0]))[:3]
-    grid = np.diag([*spacing, 1.0])          # RAS, centred on the scan's centre
-    grid[:3, 3] = centre - spacing * (np.array(shape) - 1) / 2
-    sampled_at = np.linalg.inv(_rigid(8.0, (5.0, -4.0, 6.0), centre)) @ grid
+    shape, grid, sampled_at = scanner_grid(flair.shape, flair.affine)
     moved = Image(resample_to_grid(flair, shape, sampled_at, order=1).data, grid)
     moved_lesion = resample_to_grid(Image(lesion.astype(np.float32), flair.affine), shape,
                                     sampled_at, order=1).data >= 0.5

@@ -190,10 +190,13 @@ def _segment_and_compare(args: argparse.Namespace, images, rules):
     segmenter = make_segmenter(find_model(args.segment), SegmentOptions(threads=args.threads))
     if getattr(segmenter.plan, "frame", None) == "resize":      # a brain model: its checks
         from msseg.inference.brain import brain_input
+        from msseg.progress import stderr
 
-        for image, path in zip(images, (args.baseline_image, args.followup_image),
-                               strict=True):
-            brain_input(image, str(path))
+        baseline_image, followup_image = (
+            brain_input(image, str(path),
+                        say=lambda line, p=path: stderr().print(f"{p.name}: {line}"))[0]
+            for image, path in zip(images, (args.baseline_image, args.followup_image),
+                                   strict=True))
     transform = register_rigid(baseline_image, followup_image, args.threads) \
         if args.register else None
     moved = image_on_baseline(followup_image, baseline_image, transform)

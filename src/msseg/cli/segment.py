@@ -5,7 +5,8 @@ an nnU-Net v2 results folder (``…/nnUNetTrainer__nnUNetPlans__2d``, as SCT dow
 Outputs per input ``X.nii.gz`` in OUTDIR: ``X_label-SC_seg.nii.gz`` (cord, 0/1; not for
 brain models), ``X_label-lesion_seg.nii.gz`` (lesions, 0/1), ``X_label-<name>_seg.nii.gz`` for
 other labels of an nnU-Net model, with ``--soft`` ``X_label-lesion_probseg.nii.gz``, and
-``X_lesions.csv`` (one row per lesion); ``summary.csv`` has one row per scan. Masks are in the
+``X_lesions.csv`` (one row per lesion), for brain models ``X_desc-brain_mask.nii.gz`` (the
+brain the model saw); ``summary.csv`` has one row per scan. Masks are in the
 input's native space with its exact header; inputs are never modified.
 """
 
@@ -45,8 +46,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="brain models: a brain mask per image (in order, any grid: resampled), "
                    "or a folder holding <image>_brainmask / _desc-brain_mask…; the skull is "
                    "removed with it before the model runs")
-    p.add_argument("--no-skull-strip", action="store_true",
-                   help="brain models: the images are already skull-stripped")
+    strip = p.add_mutually_exclusive_group()
+    strip.add_argument("--skull-strip", choices=("auto", "bet", "off"), default="auto",
+                       help="brain models without --brain-mask: auto (default): strip the "
+                       "skull with BET's surface model (about 20–30 s) unless the scan looks "
+                       "stripped (>= 30%% of its voxels 0); bet: always; off: the scan is "
+                       "stripped. The brain the model saw is written as X_desc-brain_mask")
+    strip.add_argument("--no-skull-strip", dest="skull_strip", action="store_const",
+                       const="off", help="brain models: the images are already "
+                       "skull-stripped (--skull-strip off)")
     p.add_argument("--force", action="store_true",
                    help="brain models: segment a field of view or slice thickness the model "
                    "was not made for")
@@ -123,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
     _check_outdir(outdir, args.qc)
     model = find_model(args.task)
     options = _options(args, model)
+    if args.skull_strip != "auto" and not _is_brain(model):
+        raise MssegError("--skull-strip / --no-skull-strip: only brain models "
+                         "(brain_lesion_flair) take them")
     _require_extras(model, options, args.dask_scheduler)
     inputs = collect_inputs(args.input)
     levels = _per_image(args.levels, inputs, LEVEL_SUFFIXES, "--levels", "level map")
@@ -136,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 task=chosen[path].task if path in chosen else args.task,
                 levels=levels.get(path), centerline=centerlines.get(path), figures=figures,
                 morphometry=args.morphometry, brain_mask=brain_masks.get(path),
-                skull_stripped=args.no_skull_strip, force=args.force,
+                skull_strip=args.skull_strip, brain=_is_brain(model), force=args.force,
                 locations=_locations(args, model))
             for path in inputs]
     _plan(jobs, args.overwrite)
@@ -168,10 +179,14 @@ def run(args: argparse.Namespace) -> int:
     return 1 if len(failed) else 0
 
 
+def _is_brain(model) -> bool:
+    """A brain model (``brain_lesion_flair``): slices resized to its frame."""
+    return getattr(getattr(model, "plan", None), "frame", None) == "resize"
+
+
 def _locations(args: argparse.Namespace, model) -> str:
     """``--locations`` for this model: brain models default to ``auto``, others take none."""
-    brain = getattr(getattr(model, "plan", None), "frame", None) == "resize"
-    if not brain:
+    if not _is_brain(model):
         if args.locations not in (None, "off"):
             raise MssegError("--locations: only brain models (brain_lesion_flair) report "
                              "lesion locations")

@@ -88,3 +88,66 @@ class ScannerLike:
         if self.noise:
             out += rng.normal(0, self.noise * m * self.scale, flair.shape)
         return np.where(brain, np.clip(out, 1e-3, None), 0).astype(np.float32)
+
+
+#: layers of a synthetic head outside the brain: (outer edge, mm from the brain; intensity as a
+#: share of the brain's median FLAIR intensity) — CSF, skull's outer table, diploë (marrow),
+#: inner table, scalp (FLAIR: CSF and cortical bone dark, marrow and fat bright)
+HEAD_LAYERS = ((2.5, 0.15), (4.0, 0.05), (6.0, 0.7), (7.5, 0.05), (13.0, 1.1))
+
+
+def with_skull(flair: np.ndarray, spacing=(1.0, 1.0, 1.0), pad_mm: float = 20.0,
+               noise: float = 0.03, air: float = 0.02,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """A skull-stripped FLAIR given back a synthetic head: the brain (non-zero voxels, holes
+    filled) is padded by ``pad_mm`` and wrapped in the :data:`HEAD_LAYERS` shells (smoothed,
+    σ = 0.7 voxel), with Gaussian noise (``noise`` × the brain's median) inside the head and
+    Rayleigh-like air noise (``air`` × median) outside, as a raw magnitude image has.
+
+    Returns:
+        (head image, brain mask, padding in voxels on each side).
+    """
+    rng = np.random.default_rng(seed)
+    spacing = np.asarray(spacing, float)
+    pad = int(np.ceil(pad_mm / spacing.min()))
+    brain = np.pad(ndimage.binary_fill_holes(flair > 0), pad)
+    level = float(np.median(flair[flair > 0]))
+    distance = ndimage.distance_transform_edt(~brain, sampling=spacing)
+    shells = np.zeros(brain.shape, np.float32)
+    inner = 0.0
+    for outer, share in HEAD_LAYERS:
+        shells[(distance > inner) & (distance <= outer)] = share * level
+        inner = outer
+    shells = ndimage.gaussian_filter(shells, 0.7)
+    head = np.where(brain, np.pad(flair.astype(np.float32), pad), shells)
+    inside = distance <= HEAD_LAYERS[-1][0]
+    head += (rng.normal(0.0, noise * level, head.shape) * inside).astype(np.float32)
+    head = np.where(inside, np.abs(head),
+                    np.hypot(*rng.normal(0.0, air * level, (2, *head.shape))))
+    return head.astype(np.float32), brain, pad
+
+
+def scanner_grid(shape, affine: np.ndarray, spacing=(0.7, 0.7, 3.0), angle_deg: float = 8.0,
+                 shift_mm=(5.0, -4.0, 6.0)) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """A scanner-like native grid for a scan of ``shape`` / ``affine`` (e.g. in MNI space):
+    voxels of ``spacing`` mm, axes along RAS, the same extent, centred on the scan's centre;
+    the head moved by ``angle_deg`` about the L–R axis through that centre, then by
+    ``shift_mm``.
+
+    Returns:
+        (native shape, native affine: where the native image says its voxels are, and
+        ``sampled_at``: where in the scan's world each native voxel takes its value — resample
+        the scan onto ``(shape, sampled_at)`` and give the result the native affine).
+    """
+    spacing = np.asarray(spacing, float)
+    old = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
+    native = tuple(int(n) for n in np.ceil(np.asarray(shape[:3]) * old / spacing))
+    centre = (affine @ np.array([*(np.asarray(shape[:3]) - 1) / 2, 1.0]))[:3]
+    grid = np.diag([*spacing, 1.0])
+    grid[:3, 3] = centre - spacing * (np.asarray(native) - 1) / 2
+    t = np.radians(angle_deg)
+    motion = np.eye(4)
+    motion[1:3, 1:3] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
+    to, back = np.eye(4), np.eye(4)
+    to[:3, 3], back[:3, 3] = -centre, centre + np.asarray(shift_mm, float)
+    return native, grid, np.linalg.inv(back @ motion @ to) @ grid

@@ -55,7 +55,8 @@ class Job:
     figures: Callable | None = None
     morphometry: bool = False                      # also the cord's CSA per slice
     brain_mask: Path | None = None                 # brain models: strip the skull with it
-    skull_stripped: bool = False                   # brain models: the input is stripped
+    skull_strip: str = "auto"                      # brain models: auto | bet | off
+    brain: bool = False                            # a brain model: writes the brain mask
     force: bool = False                            # brain models: skip the geometry checks
     locations: str = "off"                         # brain models: auto | mni | register | off
 
@@ -83,6 +84,10 @@ class Job:
             if self.soft:
                 label = BIDS_LABEL.get(self.soft_of, self.soft_of)
                 out["probability"] = folder / f"{self.name}_label-{label}_probseg.nii.gz"
+        if self.brain:
+            stem = bids.derivative_stem(self.name, "brain") if self.layout == "bids" \
+                else f"{self.name}_desc-brain_mask"
+            out["brain"] = folder / f"{stem}.nii.gz"
         if "lesion" in self.masks:
             out["table"] = folder / f"{self.name}_lesions.csv"
         if self.morphometry and "cord" in self.masks:
@@ -102,6 +107,8 @@ class Job:
             options["brain_mask"] = str(self.brain_mask)
         if self.locations != "off":
             options["locations"] = self.locations
+        if self.brain:
+            options["skull_strip"] = self.skull_strip
         return records.fingerprint(self.model, options, self.soft, self.masks)
 
     def state(self) -> records.State:
@@ -187,11 +194,14 @@ def _segment(job: Job, image, start: float) -> dict:
     levels = io.load(job.levels) if job.levels is not None else None  # bad map: nothing written
     centerline = io.load(job.centerline) if job.centerline is not None else None
     segmenter = _segmenter(job.model, job.options)
+    brain = None
     if getattr(segmenter.plan, "frame", None) == "resize":      # a brain model
         from msseg.inference.brain import brain_input
+        from msseg.progress import stderr
 
         mask = io.load(job.brain_mask) if job.brain_mask is not None else None
-        image = brain_input(image, str(job.image), mask, job.skull_stripped, job.force)
+        image, brain = brain_input(image, str(job.image), mask, job.skull_strip, job.force,
+                                   say=lambda line: stderr().print(f"{job.name}: {line}"))
     elif job.brain_mask is not None:
         raise MssegError("--brain-mask: only brain models take one")
     if centerline is not None:
@@ -213,6 +223,8 @@ def _segment(job: Job, image, start: float) -> dict:
         job.figures(job.name, image, result.cord, result.lesion, job.qcdir)
     for name in job.masks:
         io.save_like(result.masks[name].data, image, out[name])
+    if brain is not None and "brain" in out:
+        io.save_like(brain.data, image, out["brain"])
     if job.soft:
         io.save_like(result.probabilities[job.soft_of].data, image, out["probability"],
                      np.float32)

@@ -1,7 +1,8 @@
 """What a brain model (``plan.frame == "resize"``: ``brain_lesion_flair``) needs of its input,
-checked before it runs: a skull-stripped brain (or a brain mask to strip it with), a field of
-view that is a brain, slices no thicker than the model supports. msseg does not strip skulls
-itself yet: a raw scan needs ``--brain-mask`` (e.g. from HD-BET, SynthStrip or FSL's BET)."""
+checked before it runs: a field of view that is a brain, slices no thicker than the model
+supports, and a brain without its skull — the scan as given when it is skull-stripped, masked by
+the user's brain mask, or stripped by msseg (BET's surface model:
+:mod:`msseg.preprocess.skull_strip`)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,28 @@ from msseg.errors import MssegError
 from msseg.image import Image
 from msseg.preprocess.resample import resample_to_grid
 
+SKULL_STRIP = ("auto", "bet", "off")
+
 STRIPPED_ZEROS = 0.3       # a skull-stripped scan: at least this share of voxels exactly 0
 BRAIN_SIDE_MM = (80.0, 320.0)   # a field of view holding a brain: every side in this range
 MAX_SLICE_MM = 3.0         # thicker slices than the model supports (trained at 1 mm)
 
 
 def brain_input(image: Image, name: str, brain_mask: Image | None = None,
-                stripped: bool = False, force: bool = False) -> Image:
-    """The image a brain model may segment: masked by ``brain_mask`` (resampled from its own
-    grid, nearest neighbour), or checked to be skull-stripped (unless ``stripped`` says it
-    is), with a brain-sized field of view and slices of at most 3 mm (unless ``force``).
+                skull_strip: str = "auto", force: bool = False,
+                say=None) -> tuple[Image, Image]:
+    """The image a brain model may segment, and the brain mask it was given: masked by
+    ``brain_mask`` (resampled from its own grid, nearest neighbour); else, by ``skull_strip``,
+    ``auto``: as given when it looks skull-stripped (≥ 30% of its voxels exactly 0), else
+    stripped with BET; ``bet``: stripped with BET; ``off``: as given (the user says it is
+    stripped; the mask is its non-zero voxels). A brain-sized field of view and slices of at
+    most 3 mm are checked first (unless ``force``). ``say(line)`` reports skull stripping.
 
     Raises:
         MssegError: in one line naming the image, saying what to give instead.
     """
+    if skull_strip not in SKULL_STRIP:
+        raise MssegError(f"skull stripping {skull_strip!r}: one of {', '.join(SKULL_STRIP)}")
     if not force:
         _check_geometry(image, name)
     if brain_mask is not None:
@@ -34,13 +43,35 @@ def brain_input(image: Image, name: str, brain_mask: Image | None = None,
         if not inside.any():
             raise MssegError(f"{name}: the brain mask does not cover the image (no voxel of "
                              "it falls inside the field of view)")
-        return image.with_data(np.where(inside, image.data, 0).astype(image.data.dtype))
+        return _masked(image, inside)
     zeros = float(np.mean(np.asarray(image.data) == 0))
-    if not stripped and zeros < STRIPPED_ZEROS:
-        raise MssegError(f"{name}: does not look skull-stripped ({zeros:.0%} of voxels are 0; "
-                         "the model needs a brain without skull): give --brain-mask MASK, or "
-                         "--no-skull-strip if it is stripped")
-    return image
+    if skull_strip == "off" or (skull_strip == "auto" and zeros >= STRIPPED_ZEROS):
+        return image, _as_mask(image, np.asarray(image.data) != 0)
+    return _masked(image, _strip(image, name, zeros, say))
+
+
+def _strip(image: Image, name: str, zeros: float, say) -> np.ndarray:
+    import importlib.util
+
+    from msseg.extras import hint
+    from msseg.preprocess.skull_strip import brain_mask
+
+    if importlib.util.find_spec("brainextractor") is None:
+        raise MssegError(f"{name}: does not look skull-stripped ({zeros:.0%} of voxels are 0); "
+                         f"{hint('brainextractor', 'skull stripping')}, or give --brain-mask "
+                         "MASK, or --no-skull-strip if it is stripped")
+    if say is not None:
+        say("skull stripping (BET's surface model, about 20–30 s)")
+    return np.asarray(brain_mask(image).data) > 0
+
+
+def _masked(image: Image, inside: np.ndarray) -> tuple[Image, Image]:
+    data = np.where(inside, image.data, 0).astype(image.data.dtype)
+    return image.with_data(data), _as_mask(image, inside)
+
+
+def _as_mask(image: Image, inside: np.ndarray) -> Image:
+    return image.with_data(np.asarray(inside, dtype=np.uint8))
 
 
 def _check_geometry(image: Image, name: str) -> None:
