@@ -5,6 +5,7 @@ and a follow-up scan.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from msseg.errors import MssegError
@@ -71,7 +72,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import time
 
     import pandas as pd
 
@@ -89,19 +89,15 @@ def run(args: argparse.Namespace) -> int:
     if args.segment is None:
         masks = [_binary(io.load(p), p, args.threshold) for p in (args.baseline, args.followup)]
     rules = Rules(args.min_new_voxels, args.enlarge, args.shrink)
-    start = time.perf_counter()
-    if images[0] is not None and args.register:
-        print("registering the follow-up to the baseline (rigid, mutual information)…",
-              flush=True)
     if args.segment is not None:
         result = _segment_and_compare(args, images, rules)
     else:
         if images[0] is None or not args.register:
             _warn_if_apart(masks[0], masks[1])
+        start = _registering(images[0] is not None and args.register)
         result = compare(*masks, *images, rules=rules, register=args.register,
                          threads=args.threads)
-    if result.transform is not None:
-        print(f"registered in {time.perf_counter() - start:.1f} s", flush=True)
+        _registered(result.transform, start)
     baseline = result.status
     io.write_csv(result.lesions, args.outdir / "lesions.csv")
     io.write_csv(pd.DataFrame([result.summary]), args.outdir / "summary.csv")
@@ -176,6 +172,18 @@ def _warn_if_apart(baseline, followup) -> None:
               "--followup-image to register them", file=sys.stderr)
 
 
+def _registering(registers: bool) -> float:
+    if registers:
+        print("registering the follow-up to the baseline (rigid, mutual information)…",
+              flush=True)
+    return time.perf_counter()
+
+
+def _registered(transform, start: float) -> None:
+    if transform is not None:
+        print(f"registered in {time.perf_counter() - start:.1f} s", flush=True)
+
+
 def _segment_and_compare(args: argparse.Namespace, images, rules):
     """Register the follow-up image to the baseline, resample it onto the baseline grid,
     segment both with one model, then compare the masks on that grid."""
@@ -197,8 +205,10 @@ def _segment_and_compare(args: argparse.Namespace, images, rules):
                         say=lambda line, p=path: stderr().print(f"{p.name}: {line}"))[0]
             for image, path in zip(images, (args.baseline_image, args.followup_image),
                                    strict=True))
+    start = _registering(args.register)
     transform = register_rigid(baseline_image, followup_image, args.threads) \
         if args.register else None
+    _registered(transform, start)
     moved = image_on_baseline(followup_image, baseline_image, transform)
     masks = []
     for image, name in ((baseline_image, "baseline"), (moved, "follow-up")):
