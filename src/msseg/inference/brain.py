@@ -86,3 +86,37 @@ def _check_geometry(image: Image, name: str) -> None:
         raise MssegError(f"{name}: slices of {spacing.max():.1f} mm are thicker than the model "
                          f"supports ({MAX_SLICE_MM:.0f} mm; trained at 1 mm isotropic); --force "
                          "to segment it anyway")
+
+
+MODEL_SPACES = ("native", "mni")
+
+
+def segment_in_mni(segmenter, image: Image, name: str = "image", threads: int = 0,
+                   say=None):
+    """Segment a skull-stripped scan in the model's own space and bring the result back:
+    FSL's MNI152 1 mm brain is registered to the scan (rigid, Mattes mutual information,
+    reproducible: :func:`msseg.preprocess.registration.register`), the scan is resampled onto
+    the template's grid through it (linear), segmented there, and its probability maps come
+    back to the scan's grid through the inverse (linear), where they are thresholded,
+    post-processed and measured as any segmentation (:func:`finish_probabilities`).
+
+    Returns:
+        The :class:`~msseg.inference.options.SegmentResult` on the scan's own grid and header.
+    """
+    import time
+
+    from msseg.inference.finish import finish_probabilities
+    from msseg.preprocess.registration import register, resample_through
+    from msseg.preprocess.templates import mni_brain
+
+    start = time.perf_counter()
+    template = mni_brain("--model-space mni")
+    if say is not None:
+        say("registering the scan to MNI152, the model's space (rigid, about 10–30 s)")
+    transform = register(template, image, "rigid", threads)   # MNI points -> scan points
+    result = segmenter.segment(resample_through(image, template, transform), name)
+    back = transform.GetInverse()
+    probabilities = {key: np.clip(resample_through(p, image, back).data, 0.0, 1.0)
+                     for key, p in result.probabilities.items()}
+    return finish_probabilities(image, probabilities, segmenter.options, start,
+                                plan=segmenter.plan)
