@@ -88,9 +88,6 @@ def _check_geometry(image: Image, name: str) -> None:
                          "to segment it anyway")
 
 
-MODEL_SPACES = ("native", "mni")
-
-
 def segment_in_mni(segmenter, image: Image, name: str = "image", threads: int = 0,
                    say=None):
     """Segment a skull-stripped scan in the model's own space and bring the result back:
