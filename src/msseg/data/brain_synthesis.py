@@ -99,7 +99,7 @@ HEAD_LAYERS = ((2.5, 0.15), (4.0, 0.05), (6.0, 0.7), (7.5, 0.05), (13.0, 1.1))
 def with_skull(flair: np.ndarray, spacing=(1.0, 1.0, 1.0), pad_mm: float = 20.0,
                noise: float = 0.03, air: float = 0.02,
                seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-    """A skull-stripped FLAIR given back a synthetic head: the brain (non-zero voxels, holes
+    """A skull-stripped FLAIR given back a synthetic head: the brain (positive voxels, holes
     filled) is padded by ``pad_mm`` and wrapped in the :data:`HEAD_LAYERS` shells (smoothed,
     σ = 0.7 voxel), with Gaussian noise (``noise`` × the brain's median) inside the head and
     Rayleigh-like air noise (``air`` × median) outside, as a raw magnitude image has.
