@@ -3,7 +3,7 @@
 
 No unstripped brain scan with a brain mask is in ../shared, so each real 3D-MR-MS patient with a
 FLAIR (07, 19; skull-stripped, MNI space, 1 mm) is given a synthetic head back
-(`msseg.data.brain_synthesis.with_skull`: CSF, skull tables, marrow, scalp, air noise; no face
+(`msseg.data.brain_synthesis.synthetic_head`: CSF, skull tables, marrow, scalp, air noise; no face
 or neck), as it is (`MNI head`) and moved to a scanner-like grid (`scanner_grid`: 8° about L–R,
 (5, −4, 6) mm, 0.7 × 0.7 × 3 mm; `moved head`). For each: the brain Dice of BET's mask against
 the true brain, BET's time (one thread), and the Dice of the bundled model's lesion mask with
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from msseg import io
-from msseg.data.brain_synthesis import scanner_grid, with_skull
+from msseg.data.brain_synthesis import scanner_grid, synthetic_head
 from msseg.evaluation.voxel import dice
 from msseg.experiments.holdout import markdown_table
 from msseg.image import Image
@@ -38,13 +38,11 @@ FLAIR = "FLAIR_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"
 
 def heads(flair: Image):
     """(name, head image, true brain mask) as in MNI space and moved to a scanner-like grid."""
-    head, brain, pad = with_skull(np.asarray(flair.data), flair.spacing)
-    affine = flair.affine.copy()
-    affine[:3, 3] -= affine[:3, :3] @ np.full(3, float(pad))
-    yield "MNI head", Image(head, affine), brain
+    head, brain = synthetic_head(flair)
+    yield "MNI head", head, brain
     shape, grid, sampled_at = scanner_grid(flair.shape, flair.affine)
-    moved = resample_to_grid(Image(head, affine), shape, sampled_at, order=1).data
-    truth = resample_to_grid(Image(brain.astype(np.float32), affine), shape, sampled_at,
+    moved = resample_to_grid(head, shape, sampled_at, order=1).data
+    truth = resample_to_grid(head.with_data(brain.astype(np.float32)), shape, sampled_at,
                              order=1).data >= 0.5
     yield "moved head", Image(moved, grid), truth
 

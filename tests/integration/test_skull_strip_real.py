@@ -11,7 +11,7 @@ import pytest
 
 from msseg import io
 from msseg.cli.main import main
-from msseg.data.brain_synthesis import scanner_grid, with_skull
+from msseg.data.brain_synthesis import scanner_grid, synthetic_head
 from msseg.evaluation.voxel import dice
 from msseg.image import Image
 from msseg.preprocess.resample import resample_to_grid
@@ -24,12 +24,10 @@ FLAIR = "FLAIR_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"
 def _moved_head(shared_data, patient: str) -> tuple[Image, np.ndarray]:
     """The patient's synthetic head on the scanner-like grid, and its brain mask there."""
     flair = io.load(shared_data / f"brain/3d-mr-ms/MNI/patient{patient}" / FLAIR)
-    head, brain, pad = with_skull(np.asarray(flair.data), flair.spacing)
-    affine = flair.affine.copy()
-    affine[:3, 3] -= affine[:3, :3] @ np.full(3, float(pad))
+    head, brain = synthetic_head(flair)
     shape, grid, sampled_at = scanner_grid(flair.shape, flair.affine)
-    moved = resample_to_grid(Image(head, affine), shape, sampled_at, order=1).data
-    truth = resample_to_grid(Image(brain.astype(np.float32), affine), shape, sampled_at,
+    moved = resample_to_grid(head, shape, sampled_at, order=1).data
+    truth = resample_to_grid(head.with_data(brain.astype(np.float32)), shape, sampled_at,
                              order=1).data >= 0.5
     return Image(moved, grid), truth
 

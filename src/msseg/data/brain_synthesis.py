@@ -18,6 +18,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from msseg.image import Image
+
 
 @dataclass(frozen=True)
 class LesionIntensity:
@@ -125,6 +127,15 @@ def with_skull(flair: np.ndarray, spacing=(1.0, 1.0, 1.0), pad_mm: float = 20.0,
     head = np.where(inside, np.abs(head),
                     np.hypot(*rng.normal(0.0, air * level, (2, *head.shape))))
     return head.astype(np.float32), brain, pad
+
+
+def synthetic_head(flair: Image, seed: int = 0) -> tuple[Image, np.ndarray]:
+    """:func:`with_skull` of a skull-stripped scan, as an image on the padded grid (the scan's
+    affine shifted by the padding), and the brain mask on that grid."""
+    head, brain, pad = with_skull(np.asarray(flair.data), flair.spacing, seed=seed)
+    affine = np.array(flair.affine, float)
+    affine[:3, 3] -= affine[:3, :3] @ np.full(3, float(pad))
+    return Image(head, affine), brain
 
 
 def scanner_grid(shape, affine: np.ndarray, spacing=(0.7, 0.7, 3.0), angle_deg: float = 8.0,

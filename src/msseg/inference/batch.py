@@ -198,23 +198,20 @@ def _segment(job: Job, image, start: float) -> dict:
     centerline = io.load(job.centerline) if job.centerline is not None else None
     segmenter = _segmenter(job.model, job.options)
     brain = None
+    say = _say(job.name)
     if getattr(segmenter.plan, "frame", None) == "resize":      # a brain model
         from msseg.inference.brain import brain_input
-        from msseg.progress import stderr
 
         mask = io.load(job.brain_mask) if job.brain_mask is not None else None
-        image, brain = brain_input(image, str(job.image), mask, job.skull_strip, job.force,
-                                   say=lambda line: stderr().print(f"{job.name}: {line}"))
+        image, brain = brain_input(image, str(job.image), mask, job.skull_strip, job.force, say)
     elif job.brain_mask is not None:
         raise MssegError("--brain-mask: only brain models take one")
     if centerline is not None:
         result = segmenter.segment(image, str(job.image), centerline_mask=centerline)
     elif brain is not None and job.model_space == "mni":
         from msseg.inference.brain import segment_in_mni
-        from msseg.progress import stderr
 
-        result = segment_in_mni(segmenter, image, str(job.image), job.options.threads,
-                                say=lambda line: stderr().print(f"{job.name}: {line}"))
+        result = segment_in_mni(segmenter, image, str(job.image), job.options.threads, say)
     else:
         result = segmenter.segment(image, str(job.image))
     table = lesion_positions(result.table, result.lesion, job.name, levels) \
@@ -222,10 +219,8 @@ def _segment(job: Job, image, start: float) -> dict:
     located = {}
     if job.locations != "off" and result.lesion is not None:
         from msseg.lesion_location import atlas_on_scan, location_summary, with_locations
-        from msseg.progress import stderr
 
-        tissue, how = atlas_on_scan(image, job.locations,
-                                    say=lambda line: stderr().print(f"{job.name}: {line}"))
+        tissue, how = atlas_on_scan(image, job.locations, say=say)
         table = with_locations(table, result.lesion, tissue)
         located = {"location_atlas": how.split(" ")[0], **location_summary(table)}
     if job.qcdir is not None and job.figures is not None:
@@ -247,6 +242,15 @@ def _segment(job: Job, image, start: float) -> dict:
                 if result.cord is not None else float("nan"))
     return {**_row(job.name, "ok", table if "lesion" in job.masks else None, cord_mm3,
                    time.perf_counter() - start), **located}
+
+
+def _say(name: str):
+    """A scan's progress lines (skull stripping, registrations) on stderr, named."""
+    def say(line: str) -> None:
+        from msseg.progress import stderr
+
+        stderr().print(f"{name}: {line}")
+    return say
 
 
 def _morphometry(cord, levels) -> pd.DataFrame:
